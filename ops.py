@@ -1,0 +1,54 @@
+"""Building blocks of the DCGAN, as in the original ops.py, made of Keras layers.
+
+conv2d, deconv2d and linear return a new layer each time they are called: in Keras a layer owns
+its weights, which is what the original's variable scopes did. lrelu is a plain function.
+batch_norm is the only class, for the reason the seminar's quiz asks about: it has state that
+must outlive a single call (gamma and beta, and the moving mean and variance that training
+updates and inference reads), so it must be one object created once and called many times.
+"""
+import keras
+import tensorflow as tf
+
+import config
+
+
+def initializer(init):
+    """'glorot' is the original's Glorot uniform; 'normal' is the paper's N(0, 0.02)."""
+    if init == "glorot":
+        return keras.initializers.GlorotUniform()
+    if init == "normal":
+        return keras.initializers.RandomNormal(mean=0.0, stddev=0.02)
+    raise config.ConfigError(f"--init must be 'glorot' (original) or 'normal' (paper), not {init!r}")
+
+
+def conv2d(filters, kernel_size=config.KERNEL_SIZE, init=config.INIT, name=None):
+    """Strided convolution: halves height and width."""
+    return keras.layers.Conv2D(filters, kernel_size, strides=2, padding="same",
+                               kernel_initializer=initializer(init), name=name)
+
+
+def deconv2d(filters, kernel_size=config.KERNEL_SIZE, init=config.INIT, name=None):
+    """Transposed convolution (the gradient of conv2d): doubles height and width."""
+    return keras.layers.Conv2DTranspose(filters, kernel_size, strides=2, padding="same",
+                                        kernel_initializer=initializer(init), name=name)
+
+
+def linear(units, init=config.INIT, name=None):
+    return keras.layers.Dense(units, kernel_initializer=initializer(init), name=name)
+
+
+def lrelu(x, leak=0.2):
+    """Leaky ReLU, max(x, leak * x), with the paper's leak of 0.2."""
+    return tf.maximum(x, leak * x)
+
+
+class batch_norm(keras.layers.BatchNormalization):
+    """Batch normalisation with the original's tf.contrib defaults (decay 0.99, epsilon 1e-3).
+
+    training=True normalises with the batch's own mean and variance and moves the moving
+    averages towards them: moving = decay * moving + (1 - decay) * batch. training=False
+    normalises with the moving averages, so an output depends on its own input only.
+    """
+
+    def __init__(self, decay=config.BN_DECAY, epsilon=config.BN_EPSILON, name=None, **kwargs):
+        super().__init__(momentum=decay, epsilon=epsilon, name=name, **kwargs)

@@ -1,0 +1,204 @@
+"""Training: the tf.function train step, TensorBoard logging, sample grids, checkpoints, resume."""
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+from PIL import Image
+
+import config
+
+ARCH_KEY = "arch/.ATTRIBUTES/VARIABLE_VALUE"  # where the checkpoint keeps the architecture
+
+
+def cross_entropy(target, logits):
+    """Mean sigmoid cross-entropy of the logits against one target value for the whole batch."""
+    labels = tf.fill(tf.shape(logits), tf.cast(target, logits.dtype))
+    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+class Solver:
+    def __init__(self, generator, discriminator, lr=config.LR, beta1=config.BETA1,
+                 g_steps=config.G_STEPS, label_smoothing=config.LABEL_SMOOTHING,
+                 two_sided_smoothing=False, seed=0):
+        self.generator, self.discriminator = generator, discriminator
+        self.g_steps = g_steps
+        # Label smoothing (lab seed 002): real targets 1 - s; the two-sided form also lifts the
+        # fake targets from 0 to s. The generator's own target stays 1.
+        self.real_target = 1.0 - label_smoothing
+        self.fake_target = label_smoothing if two_sided_smoothing else 0.0
+        # Two optimizers, each built on (and so only ever applied to) its own network's
+        # variables, as the original split them by scope name.
+        self.d_optimizer = keras.optimizers.Adam(lr, beta_1=beta1)
+        self.g_optimizer = keras.optimizers.Adam(lr, beta_1=beta1)
+        self.d_optimizer.build(discriminator.trainable_variables)
+        self.g_optimizer.build(generator.trainable_variables)
+
+        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+        self.rng = tf.random.Generator.from_seed(seed)  # checkpointed: z resumes where it left off
+        # One z for every sample grid, so grids from different steps show the same faces.
+        self.fixed_z = tf.Variable(self.sample_z(config.NUM_SAMPLES), trainable=False)
+        arch = {**generator.arch, **discriminator.arch}
+        self.arch = tf.Variable(json.dumps(arch, sort_keys=True), trainable=False)
+        self.checkpoint = tf.train.Checkpoint(
+            generator=generator, discriminator=discriminator, g_optimizer=self.g_optimizer,
+            d_optimizer=self.d_optimizer, step=self.step, rng=self.rng, fixed_z=self.fixed_z,
+            arch=self.arch)
+        self.manager = None
+
+    def sample_z(self, n):
+        return self.rng.uniform((n, self.generator.arch["z_dim"]), -1.0, 1.0)  # U(-1, 1)
+
+    # --- losses -------------------------------------------------------------------------------
+    def discriminator_loss(self, real_logits, fake_logits):
+        return (cross_entropy(self.real_target, real_logits),
+                cross_entropy(self.fake_target, fake_logits))
+
+    def generator_loss(self, fake_logits):
+        # Non-saturating: G maximises log D(G(z)) rather than minimising log(1 - D(G(z))).
+        return cross_entropy(1.0, fake_logits)
+
+    # --- updates ------------------------------------------------------------------------------
+    def d_step(self, real, z):
+        """One discriminator update. Real and fake images go through D separately, as in the
+        original, so each batch norm sees batches of one kind only."""
+        fake = self.generator(z, training=True)
+        with tf.GradientTape() as tape:
+            real_logits = self.discriminator(real, training=True)
+            fake_logits = self.discriminator(fake, training=True)
+            d_loss_real, d_loss_fake = self.discriminator_loss(real_logits, fake_logits)
+            d_loss = d_loss_real + d_loss_fake
+        variables = self.discriminator.trainable_variables
+        self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, variables), variables))
+        return {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake,
+                "D(x)": tf.reduce_mean(tf.sigmoid(real_logits)),
+                "D(G(z))": tf.reduce_mean(tf.sigmoid(fake_logits))}
+
+    def g_step(self, z):
+        """One generator update through a discriminator in training mode, as in the original."""
+        with tf.GradientTape() as tape:
+            fake_logits = self.discriminator(self.generator(z, training=True), training=True)
+            g_loss = self.generator_loss(fake_logits)
+        variables = self.generator.trainable_variables
+        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, variables), variables))
+        return g_loss
+
+    @tf.function
+    def train_step(self, real):
+        """One iteration of the original: one D update, then g_steps G updates on the same z."""
+        z = self.sample_z(tf.shape(real)[0])
+        metrics = self.d_step(real, z)
+        for _ in range(self.g_steps):
+            metrics["g_loss"] = self.g_step(z)
+        self.step.assign_add(1)
+        return metrics
+
+    # --- checkpoints --------------------------------------------------------------------------
+    def restore(self, out_dir):
+        """Load the run directory's latest checkpoint, if it has one, and return its path.
+
+        Reads only: a checkpoint of another architecture is refused before anything is written.
+        """
+        self.manager = tf.train.CheckpointManager(
+            self.checkpoint, os.path.join(out_dir, "checkpoints"), max_to_keep=3)
+        path = self.manager.latest_checkpoint
+        if path is None:
+            return None
+        try:
+            saved = json.loads(tf.train.load_checkpoint(path).get_tensor(ARCH_KEY))
+        except (tf.errors.OpError, ValueError) as e:
+            raise config.ConfigError(
+                f"cannot read checkpoint {path} ({type(e).__name__}): "
+                "use another --out_dir, or delete that run directory to start over") from None
+        wanted = json.loads(self.arch.numpy())
+        differ = [k for k in sorted(wanted) if saved.get(k) != wanted[k]]
+        if differ:
+            def settings(arch):
+                return ", ".join(f"{k}={arch.get(k)}" for k in differ)
+            raise config.ConfigError(
+                f"the checkpoint in {out_dir} was made with {settings(saved)} but this run has "
+                f"{settings(wanted)}: pass the same settings to resume, or use another --out_dir")
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+        return path
+
+    def save(self):
+        return self.manager.save(checkpoint_number=int(self.step))
+
+    # --- the loop -----------------------------------------------------------------------------
+    def train(self, dataset, out_dir, max_steps, batch_size, log_every=config.LOG_EVERY,
+              sample_every=config.SAMPLE_EVERY, checkpoint_every=config.CHECKPOINT_EVERY):
+        """Train until step max_steps, writing logs, samples and checkpoints under out_dir.
+
+        Ctrl-C saves a checkpoint first, so the same command resumes from there.
+        """
+        writer = tf.summary.create_file_writer(os.path.join(out_dir, "logs"))
+        step = int(self.step)
+        window_step, window_time = step, time.perf_counter()
+        batches = iter(dataset)
+        with writer.as_default():
+            try:
+                while step < max_steps:
+                    metrics = self.train_step(next(batches))
+                    step += 1
+                    if step % log_every == 0 or step == max_steps:
+                        # Reading the losses waits for the step: do it only when logging.
+                        values = {k: float(v) for k, v in metrics.items()}
+                        for name, value in values.items():
+                            tf.summary.scalar(name, value, step=step)
+                        now = time.perf_counter()
+                        steps_per_s = (step - window_step) / (now - window_time)
+                        window_step, window_time = step, now
+                        print(progress_line(step, max_steps, values, steps_per_s * batch_size,
+                                            (max_steps - step) / steps_per_s), flush=True)
+                    if step % sample_every == 0 or step == max_steps:
+                        self.write_samples(out_dir, step)
+                    if step % checkpoint_every == 0:
+                        self.save()
+            except KeyboardInterrupt:
+                print(f"\ninterrupted: saved {self.save()}; run the same command to resume",
+                      flush=True)
+                raise
+        return self.save()
+
+    def write_samples(self, out_dir, step):
+        """The sampler's output on the fixed z: a TensorBoard image, a PNG and histograms."""
+        grid = image_grid(self.generator.sample(self.fixed_z).numpy())
+        tf.summary.image("samples", grid[None], step=step)
+        for v in self.generator.trainable_variables + self.discriminator.trainable_variables:
+            tf.summary.histogram(v.path, v, step=step)
+        save_png(grid, os.path.join(out_dir, "samples", f"step_{step:07d}.png"))
+
+
+def progress_line(step, max_steps, values, images_per_s, seconds_left):
+    return (f"step {step}/{max_steps}  d_loss {values['d_loss']:.3f} "
+            f"(real {values['d_loss_real']:.3f}, fake {values['d_loss_fake']:.3f})  "
+            f"g_loss {values['g_loss']:.3f}  D(x) {values['D(x)']:.2f}  "
+            f"D(G(z)) {values['D(G(z))']:.2f}  {images_per_s:.0f} img/s  "
+            f"left {format_duration(seconds_left)}")
+
+
+def format_duration(seconds):
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
+
+
+def image_grid(images):
+    """[N, H, W, C] floats in [-1, 1] -> one uint8 image of a near-square grid, black padded."""
+    n, h, w, c = images.shape
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    pixels = np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
+    pixels = np.concatenate([pixels, np.zeros((rows * cols - n, h, w, c), np.uint8)])
+    return pixels.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
+
+
+def save_png(grid, path):
+    """Write atomically, so a reader never sees half a PNG."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".tmp"
+    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(tmp, format="PNG")
+    os.replace(tmp, path)

@@ -1,0 +1,129 @@
+"""Train a DCGAN.
+
+    python train.py --dataset mnist     # 5,000 bundled digits, no download
+    python train.py --dataset celeba    # after ./download.sh and python prepro.py
+
+Logs, sample grids and checkpoints go to --out_dir (default runs/DATASET); running the same
+command again resumes from its latest checkpoint.
+"""
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TensorFlow's info lines out of the way
+
+import keras
+from absl import app, flags, logging
+
+import config
+import data
+from model import Discriminator, Generator, count_params
+from solver import Solver
+
+flags.DEFINE_string("dataset", "celeba", f"one of {', '.join(config.DATASETS)}")
+flags.DEFINE_string("data_dir", None, "where the dataset lives (default: the dataset's own)")
+flags.DEFINE_string("out_dir", None, "run directory for logs, samples and checkpoints "
+                    "(default: runs/DATASET); an existing run there is resumed")
+flags.DEFINE_integer("max_steps", None, "train until this step (default: --epochs worth)")
+flags.DEFINE_integer("epochs", None, "epochs to train when --max_steps is not given "
+                     f"(default per dataset: {config.EPOCHS})")
+flags.DEFINE_integer("batch_size", config.BATCH_SIZE, "images per step (original 100, paper 128)")
+flags.DEFINE_integer("image_size", None, "image height and width (default: the dataset's)")
+flags.DEFINE_float("lr", config.LR, "Adam learning rate, both networks")
+flags.DEFINE_float("beta1", config.BETA1, "Adam beta1, both networks")
+flags.DEFINE_integer("z_dim", config.Z_DIM, "size of z ~ U(-1, 1)")
+flags.DEFINE_integer("g_steps", config.G_STEPS, "generator updates per discriminator update "
+                     "(original 2, paper 1)")
+flags.DEFINE_float("label_smoothing", config.LABEL_SMOOTHING,
+                   "s in [0, 0.5): real targets become 1 - s")
+flags.DEFINE_bool("two_sided_smoothing", False,
+                  "with --label_smoothing, also lift fake targets from 0 to s (lab seed 002)")
+flags.DEFINE_integer("kernel_size", config.KERNEL_SIZE, "convolution kernel size")
+flags.DEFINE_integer("gf_dim", config.GF_DIM, "generator filters in its last hidden layer")
+flags.DEFINE_integer("df_dim", config.DF_DIM, "discriminator filters in its first layer")
+flags.DEFINE_enum("init", config.INIT, ["glorot", "normal"],
+                  "weight init: glorot (original) or normal, N(0, 0.02) (paper)")
+flags.DEFINE_integer("seed", 0, "seed for weights, z and data order")
+flags.DEFINE_integer("log_every", config.LOG_EVERY, "steps between loss logs")
+flags.DEFINE_integer("sample_every", config.SAMPLE_EVERY, "steps between sample grids")
+flags.DEFINE_integer("checkpoint_every", config.CHECKPOINT_EVERY, "steps between checkpoints")
+FLAGS = flags.FLAGS
+
+
+def check_flags():
+    positive = ["batch_size", "z_dim", "g_steps", "kernel_size", "gf_dim", "df_dim",
+                "log_every", "sample_every", "checkpoint_every", "max_steps", "epochs", "image_size"]
+    for name in positive:
+        value = FLAGS[name].value
+        if value is not None and value <= 0:
+            raise config.ConfigError(f"--{name} must be a positive number, not {value}")
+    if not FLAGS.lr > 0:
+        raise config.ConfigError(f"--lr must be a positive number, not {FLAGS.lr}")
+    if not 0 <= FLAGS.beta1 < 1:
+        raise config.ConfigError(f"--beta1 must be in [0, 1), not {FLAGS.beta1}")
+    if not 0 <= FLAGS.label_smoothing < 0.5:
+        raise config.ConfigError(f"--label_smoothing must be in [0, 0.5), not {FLAGS.label_smoothing}")
+
+
+def make_run_dir(out_dir):
+    """Create the run directory, or say plainly why it cannot be written."""
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+        probe = os.path.join(out_dir, ".write_test")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise config.ConfigError(
+            f"cannot write the run directory {out_dir} ({e.strerror}): choose another --out_dir") from None
+
+
+def run():
+    check_flags()
+    keras.utils.set_random_seed(FLAGS.seed)
+    out_dir = FLAGS.out_dir or os.path.join("runs", FLAGS.dataset)
+    images, count = data.load(FLAGS.dataset, FLAGS.batch_size, FLAGS.image_size, FLAGS.data_dir,
+                              FLAGS.seed)
+    shape = config.DATASETS[FLAGS.dataset]
+    image_size = FLAGS.image_size or shape["image_size"]
+    generator = Generator(image_size, shape["channels"], FLAGS.z_dim, FLAGS.gf_dim,
+                          FLAGS.kernel_size, FLAGS.init)
+    discriminator = Discriminator(image_size, shape["channels"], FLAGS.df_dim, FLAGS.kernel_size,
+                                  FLAGS.init)
+    solver = Solver(generator, discriminator, FLAGS.lr, FLAGS.beta1, FLAGS.g_steps,
+                    FLAGS.label_smoothing, FLAGS.two_sided_smoothing, FLAGS.seed)
+    steps_per_epoch = count // FLAGS.batch_size
+    max_steps = FLAGS.max_steps or (FLAGS.epochs or config.EPOCHS[FLAGS.dataset]) * steps_per_epoch
+
+    resumed = solver.restore(out_dir)  # before any write: a mismatch leaves the directory as it was
+    step = int(solver.step)
+    if resumed:
+        print(f"Resuming from {resumed} at step {step}.")
+    if step >= max_steps:
+        print(f"Nothing to do: {out_dir} is already at step {step} of {max_steps}; "
+              "pass a larger --max_steps to train on.")
+        return
+    make_run_dir(out_dir)
+    print(f"DCGAN on {FLAGS.dataset}: {count} images of {image_size}x{image_size}x"
+          f"{shape['channels']}, {steps_per_epoch} steps per epoch of batch {FLAGS.batch_size}; "
+          f"generator {count_params(generator):,} and discriminator "
+          f"{count_params(discriminator):,} parameters; training to step {max_steps}.")
+    path = solver.train(images, out_dir, max_steps, FLAGS.batch_size, FLAGS.log_every,
+                        FLAGS.sample_every, FLAGS.checkpoint_every)
+    print(f"Done at step {max_steps}: checkpoint {path}, samples in {out_dir}/samples, "
+          f"curves with: tensorboard --logdir {out_dir}/logs")
+
+
+def main(argv):
+    logging.set_verbosity(logging.WARNING)  # TensorFlow's checkpoint chatter
+    if len(argv) > 1:
+        sys.exit(f"train.py: error: unexpected arguments {argv[1:]}: flags take the form --name=value")
+    try:
+        run()
+    except config.ConfigError as e:
+        sys.exit(f"train.py: error: {e}")
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    app.run(main)
