@@ -3,6 +3,9 @@
 Both networks follow the image shape. The generator projects z to a small map (4x4x512 for
 64x64 images, 7x7x128 for 28x28) and doubles it with stride-2 transposed convolutions until it
 reaches the image; the discriminator mirrors it with stride-2 convolutions and ends in one logit.
+Each network is a keras.Sequential, which also makes every variable (batch norm's moving
+statistics included) reachable for tf.train.Checkpoint: Keras 3 does not checkpoint layers kept
+in plain Python lists.
 """
 import keras
 import tensorflow as tf
@@ -35,20 +38,18 @@ class Generator(keras.Model):
                          kernel_size=kernel_size)
         layers, size = layer_plan(image_size)
         depth = gf_dim * 2 ** (layers - 1)  # 512 for 64x64, halved by each layer
-        self.start_shape = (size, size, depth)
-        self.project = linear(size * size * depth, init)
-        self.bn0 = batch_norm(bn_decay, bn_epsilon)
-        self.deconvs = [deconv2d(depth // 2 ** (i + 1), kernel_size, init) for i in range(layers - 1)]
-        self.bns = [batch_norm(bn_decay, bn_epsilon) for _ in range(layers - 1)]
-        self.to_image = deconv2d(channels, kernel_size, init)  # no batch norm on the output
-        self(tf.zeros((1, z_dim)), training=False)  # create the weights now
+        net = [keras.Input((z_dim,)),
+               linear(size * size * depth, init), keras.layers.Reshape((size, size, depth)),
+               batch_norm(bn_decay, bn_epsilon), keras.layers.ReLU()]
+        for _ in range(layers - 1):
+            depth //= 2
+            net += [deconv2d(depth, kernel_size, init), batch_norm(bn_decay, bn_epsilon),
+                    keras.layers.ReLU()]
+        net += [deconv2d(channels, kernel_size, init), keras.layers.Activation("tanh")]  # no BN
+        self.net = keras.Sequential(net, name="layers")
 
     def call(self, z, training=False):
-        x = tf.reshape(self.project(z), (-1, *self.start_shape))
-        x = tf.nn.relu(self.bn0(x, training=training))
-        for deconv, bn in zip(self.deconvs, self.bns):
-            x = tf.nn.relu(bn(deconv(x), training=training))
-        return tf.tanh(self.to_image(x))
+        return self.net(z, training=training)
 
     def sample(self, z):
         """The sampler (the seminar's quiz): batch norm in inference mode, so it normalises with
@@ -65,17 +66,20 @@ class Discriminator(keras.Model):
         self.arch = dict(image_size=image_size, channels=channels, df_dim=df_dim,
                          kernel_size=kernel_size)
         layers, _ = layer_plan(image_size)
-        self.convs = [conv2d(df_dim * 2 ** i, kernel_size, init) for i in range(layers)]
-        self.bns = [batch_norm(bn_decay, bn_epsilon) for _ in range(layers - 1)]  # none on the input
-        self.logit = linear(1, init)
-        self(tf.zeros((1, image_size, image_size, channels)), training=False)
+        net = [keras.Input((image_size, image_size, channels)),
+               conv2d(df_dim, kernel_size, init), keras.layers.Activation(lrelu)]  # no BN on input
+        for i in range(1, layers):
+            net += [conv2d(df_dim * 2 ** i, kernel_size, init), batch_norm(bn_decay, bn_epsilon),
+                    keras.layers.Activation(lrelu)]
+        net += [keras.layers.Flatten(), linear(1, init)]  # one logit, no sigmoid
+        self.net = keras.Sequential(net, name="layers")
 
     def call(self, images, training=False):
-        x = lrelu(self.convs[0](images))
-        for conv, bn in zip(self.convs[1:], self.bns):
-            x = lrelu(bn(conv(x), training=training))
-        x = tf.reshape(x, (-1, x.shape[1] * x.shape[2] * x.shape[3]))
-        return self.logit(x)[:, 0]  # one logit per image, no sigmoid
+        return self.net(images, training=training)[:, 0]
+
+
+def layers_of(network, kind):
+    return [layer for layer in network.net.layers if isinstance(layer, kind)]
 
 
 def count_params(network):
