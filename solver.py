@@ -2,6 +2,7 @@
 import json
 import math
 import os
+import signal
 import time
 
 import keras
@@ -132,36 +133,36 @@ class Solver:
               sample_every=config.SAMPLE_EVERY, checkpoint_every=config.CHECKPOINT_EVERY):
         """Train until step max_steps, writing logs, samples and checkpoints under out_dir.
 
-        Ctrl-C saves a checkpoint first, so the same command resumes from there.
+        Ctrl-C (or SIGTERM) finishes the step, saves a checkpoint and raises KeyboardInterrupt,
+        so the same command resumes from there; a second Ctrl-C stops at once.
         """
         writer = tf.summary.create_file_writer(os.path.join(out_dir, "logs"))
         step = int(self.step)
         window_step, window_time = step, time.perf_counter()
         batches = iter(dataset)
-        with writer.as_default():
-            try:
-                while step < max_steps:
-                    metrics = self.train_step(next(batches))
-                    step += 1
-                    if step % log_every == 0 or step == max_steps:
-                        # Reading the losses waits for the step: do it only when logging.
-                        values = {k: float(v) for k, v in metrics.items()}
-                        for name, value in values.items():
-                            tf.summary.scalar(name, value, step=step)
-                        now = time.perf_counter()
-                        steps_per_s = (step - window_step) / (now - window_time)
-                        window_step, window_time = step, now
-                        print(progress_line(step, max_steps, values, steps_per_s * batch_size,
-                                            (max_steps - step) / steps_per_s), flush=True)
-                    if step % sample_every == 0 or step == max_steps:
-                        self.write_samples(out_dir, step)
-                    if step % checkpoint_every == 0:
-                        self.save()
-            except KeyboardInterrupt:
-                print(f"\ninterrupted: saved {self.save()}; run the same command to resume",
-                      flush=True)
-                raise
-        return self.save()
+        with writer.as_default(), stop_requests() as stop:
+            while step < max_steps and not stop:
+                metrics = self.train_step(next(batches))
+                step += 1
+                if step % log_every == 0 or step == max_steps:
+                    # Reading the losses waits for the step: do it only when logging.
+                    values = {k: float(v) for k, v in metrics.items()}
+                    for name, value in values.items():
+                        tf.summary.scalar(name, value, step=step)
+                    now = time.perf_counter()
+                    steps_per_s = (step - window_step) / (now - window_time)
+                    window_step, window_time = step, now
+                    print(progress_line(step, max_steps, values, steps_per_s * batch_size,
+                                        (max_steps - step) / steps_per_s), flush=True)
+                if step % sample_every == 0 or step == max_steps:
+                    self.write_samples(out_dir, step)
+                if step % checkpoint_every == 0:
+                    self.save()
+        path = self.save()
+        if stop:
+            print(f"\ninterrupted: saved {path}; run the same command to resume", flush=True)
+            raise KeyboardInterrupt
+        return path
 
     def write_samples(self, out_dir, step):
         """The sampler's output on the fixed z: a TensorBoard image, a PNG and histograms."""
@@ -170,6 +171,24 @@ class Solver:
         for v in self.generator.trainable_variables + self.discriminator.trainable_variables:
             tf.summary.histogram(v.path, v, step=step)
         save_png(grid, os.path.join(out_dir, "samples", f"step_{step:07d}.png"))
+
+
+class stop_requests:
+    """Turns Ctrl-C and SIGTERM into a request the loop checks between steps: a signal that
+    interrupts TensorFlow inside a C++ call can crash the process before anything is saved."""
+
+    def __enter__(self):
+        self.requests = []
+        self.previous = {s: signal.signal(s, self.request) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self.requests
+
+    def request(self, signum, frame):
+        self.requests.append(signum)
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: stop now
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)
 
 
 def progress_line(step, max_steps, values, images_per_s, seconds_left):
