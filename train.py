@@ -19,15 +19,17 @@ import data
 from model import Discriminator, Generator, count_params
 from solver import Solver
 
-flags.DEFINE_string("dataset", "celeba", f"one of {', '.join(config.DATASETS)}")
+flags.DEFINE_string("dataset", "celeba", f"one of {', '.join(config.DATASETS)}, or tfds:NAME")
 flags.DEFINE_string("data_dir", None, "where the dataset lives (default: the dataset's own)")
 flags.DEFINE_string("out_dir", None, "run directory for logs, samples and checkpoints "
                     "(default: runs/DATASET); an existing run there is resumed")
 flags.DEFINE_integer("max_steps", None, "train until this step (default: --epochs worth)")
 flags.DEFINE_integer("epochs", None, "epochs to train when --max_steps is not given "
-                     f"(default per dataset: {config.EPOCHS})")
+                     f"(default: {config.EPOCHS}, else {config.DEFAULT_EPOCHS})")
 flags.DEFINE_integer("batch_size", config.BATCH_SIZE, "images per step (original 100, paper 128)")
 flags.DEFINE_integer("image_size", None, "image height and width (default: the dataset's)")
+flags.DEFINE_integer("crop", None, "folder and tfds: centred crop box side before resizing "
+                     "(default: the largest centred square; 108 for CelebA faces, as prepro.py)")
 flags.DEFINE_float("lr", config.LR, "Adam learning rate, both networks")
 flags.DEFINE_float("beta1", config.BETA1, "Adam beta1, both networks")
 flags.DEFINE_integer("z_dim", config.Z_DIM, "size of z ~ U(-1, 1)")
@@ -51,7 +53,8 @@ FLAGS = flags.FLAGS
 
 def check_flags():
     positive = ["batch_size", "z_dim", "g_steps", "kernel_size", "gf_dim", "df_dim",
-                "log_every", "sample_every", "checkpoint_every", "max_steps", "epochs", "image_size"]
+                "log_every", "sample_every", "checkpoint_every", "max_steps", "epochs", "image_size",
+                "crop"]
     for name in positive:
         value = FLAGS[name].value
         if value is not None and value <= 0:
@@ -80,19 +83,18 @@ def make_run_dir(out_dir):
 def run():
     check_flags()
     keras.utils.set_random_seed(FLAGS.seed)
-    out_dir = FLAGS.out_dir or os.path.join("runs", FLAGS.dataset)
-    images, count = data.load(FLAGS.dataset, FLAGS.batch_size, FLAGS.image_size, FLAGS.data_dir,
-                              FLAGS.seed)
-    shape = config.DATASETS[FLAGS.dataset]
-    image_size = FLAGS.image_size or shape["image_size"]
-    generator = Generator(image_size, shape["channels"], FLAGS.z_dim, FLAGS.gf_dim,
+    out_dir = FLAGS.out_dir or os.path.join("runs", FLAGS.dataset.replace(":", "_"))
+    images = data.load(FLAGS.dataset, FLAGS.batch_size, FLAGS.image_size, FLAGS.data_dir,
+                       FLAGS.crop, FLAGS.seed)
+    generator = Generator(images.image_size, images.channels, FLAGS.z_dim, FLAGS.gf_dim,
                           FLAGS.kernel_size, FLAGS.init)
-    discriminator = Discriminator(image_size, shape["channels"], FLAGS.df_dim, FLAGS.kernel_size,
-                                  FLAGS.init)
+    discriminator = Discriminator(images.image_size, images.channels, FLAGS.df_dim,
+                                  FLAGS.kernel_size, FLAGS.init)
     solver = Solver(generator, discriminator, FLAGS.lr, FLAGS.beta1, FLAGS.g_steps,
                     FLAGS.label_smoothing, FLAGS.two_sided_smoothing, FLAGS.seed)
-    steps_per_epoch = count // FLAGS.batch_size
-    max_steps = FLAGS.max_steps or (FLAGS.epochs or config.EPOCHS[FLAGS.dataset]) * steps_per_epoch
+    steps_per_epoch = images.count // FLAGS.batch_size
+    epochs = FLAGS.epochs or config.EPOCHS.get(FLAGS.dataset, config.DEFAULT_EPOCHS)
+    max_steps = FLAGS.max_steps or epochs * steps_per_epoch
 
     resumed = solver.restore(out_dir)  # before any write: a mismatch leaves the directory as it was
     step = int(solver.step)
@@ -103,11 +105,11 @@ def run():
               "pass a larger --max_steps to train on.")
         return
     make_run_dir(out_dir)
-    print(f"DCGAN on {FLAGS.dataset}: {count} images of {image_size}x{image_size}x"
-          f"{shape['channels']}, {steps_per_epoch} steps per epoch of batch {FLAGS.batch_size}; "
+    print(f"DCGAN on {FLAGS.dataset}: {images.count} images of {images.image_size}x"
+          f"{images.image_size}x{images.channels}, {steps_per_epoch} steps per epoch of batch {FLAGS.batch_size}; "
           f"generator {count_params(generator):,} and discriminator "
           f"{count_params(discriminator):,} parameters; training to step {max_steps}.")
-    path = solver.train(images, out_dir, max_steps, FLAGS.batch_size, FLAGS.log_every,
+    path = solver.train(images.batches, out_dir, max_steps, FLAGS.batch_size, FLAGS.log_every,
                         FLAGS.sample_every, FLAGS.checkpoint_every)
     print(f"Done at step {max_steps}: checkpoint {path}, samples in {out_dir}/samples, "
           f"curves with: tensorboard --logdir {out_dir}/logs")
