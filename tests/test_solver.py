@@ -1,0 +1,143 @@
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import config
+from conftest import snapshot, tiny_models
+from solver import Solver, cross_entropy, image_grid
+
+
+def assert_same(before, variables):
+    for old, new in zip(before, variables):
+        np.testing.assert_array_equal(old, new.numpy())
+
+
+def assert_all_changed(before, variables):
+    for old, new in zip(before, variables):
+        assert not np.array_equal(old, new.numpy()), new.path
+
+
+def test_d_update_leaves_every_generator_weight_bit_identical(solver, real_batch):
+    g_before = snapshot(solver.generator.trainable_variables)
+    d_before = snapshot(solver.discriminator.trainable_variables)
+    solver.d_step(real_batch, solver.sample_z(8))
+    assert_same(g_before, solver.generator.trainable_variables)
+    assert_all_changed(d_before, solver.discriminator.trainable_variables)
+
+
+def test_g_update_leaves_every_discriminator_weight_bit_identical(solver):
+    g_before = snapshot(solver.generator.trainable_variables)
+    d_before = snapshot(solver.discriminator.trainable_variables)
+    solver.g_step(solver.sample_z(8))
+    assert_same(d_before, solver.discriminator.trainable_variables)
+    assert_all_changed(g_before, solver.generator.trainable_variables)
+
+
+@pytest.mark.parametrize("g_steps", [1, 2, 3])
+def test_train_step_is_one_d_update_then_g_steps_g_updates(real_batch, g_steps):
+    solver = Solver(*tiny_models(), g_steps=g_steps)
+    solver.train_step(real_batch)
+    solver.train_step(real_batch)
+    assert int(solver.d_optimizer.iterations) == 2
+    assert int(solver.g_optimizer.iterations) == 2 * g_steps
+    assert int(solver.step) == 2
+
+
+def test_two_adam_optimizers_with_the_originals_settings(solver):
+    for optimizer in (solver.d_optimizer, solver.g_optimizer):
+        assert np.isclose(float(optimizer.learning_rate), 2e-4) and optimizer.beta_1 == 0.5
+    assert solver.d_optimizer is not solver.g_optimizer
+    d_slots = {v.path for v in solver.d_optimizer.variables}
+    g_slots = {v.path for v in solver.g_optimizer.variables}
+    assert not any("generator" in p for p in d_slots) and not any("discriminator" in p for p in g_slots)
+
+
+def targets_received(solver):
+    """Recover the targets from the gradient: d CE(t, x) / dx = sigmoid(x) - t = 0.5 - t at x=0."""
+    logits = [tf.Variable(tf.zeros(4)) for _ in range(3)]
+    with tf.GradientTape() as tape:
+        d_loss_real, d_loss_fake = solver.discriminator_loss(logits[0], logits[1])
+        g_loss = solver.generator_loss(logits[2])
+    grads = tape.gradient([d_loss_real, d_loss_fake, g_loss], logits)
+    return [float(0.5 - 4 * g[0]) for g in grads]
+
+
+@pytest.mark.parametrize("smoothing, two_sided, expected", [
+    (0.0, False, (1.0, 0.0, 1.0)),  # the original
+    (0.1, False, (0.9, 0.0, 1.0)),  # one-sided
+    (0.1, True, (0.9, 0.1, 1.0)),   # lab seed 002: real 0.9, fake 0.1
+    (0.2, True, (0.8, 0.2, 1.0)),
+])
+def test_label_smoothing_targets_the_loss_receives(smoothing, two_sided, expected):
+    solver = Solver(*tiny_models(), label_smoothing=smoothing, two_sided_smoothing=two_sided)
+    np.testing.assert_allclose(targets_received(solver), expected, atol=1e-6)
+
+
+def test_cross_entropy_is_the_sigmoid_cross_entropy():
+    logits = np.array([-2.0, 0.5, 3.0], np.float32)
+    p = 1 / (1 + np.exp(-logits))
+    expected = np.mean(-0.9 * np.log(p) - 0.1 * np.log(1 - p))
+    np.testing.assert_allclose(cross_entropy(0.9, tf.constant(logits)), expected, rtol=1e-5)
+
+
+def test_train_step_reports_all_metrics(solver, real_batch):
+    metrics = {k: float(v) for k, v in solver.train_step(real_batch).items()}
+    assert set(metrics) == {"d_loss", "d_loss_real", "d_loss_fake", "g_loss", "D(x)", "D(G(z))"}
+    assert np.isclose(metrics["d_loss"], metrics["d_loss_real"] + metrics["d_loss_fake"])
+    assert 0 < metrics["D(x)"] < 1 and 0 < metrics["D(G(z))"] < 1
+
+
+def test_resume_restores_everything_and_continues_identically(tmp_path, real_batch):
+    first = Solver(*tiny_models(seed=0), seed=0)
+    assert first.restore(str(tmp_path)) is None
+    for _ in range(3):
+        first.train_step(real_batch)
+    first.save()
+
+    second = Solver(*tiny_models(seed=1), seed=1)  # different weights, z and fixed z until restored
+    assert second.restore(str(tmp_path)).endswith("ckpt-3")
+    assert int(second.step) == 3
+    for a, b in [(first.generator, second.generator), (first.discriminator, second.discriminator),
+                 (first.g_optimizer, second.g_optimizer), (first.d_optimizer, second.d_optimizer)]:
+        assert_same(snapshot(a.variables), b.variables)  # weights, BN statistics, Adam moments
+    np.testing.assert_array_equal(first.fixed_z, second.fixed_z)
+    # The z stream resumes too, so the next step is the same step.
+    a, b = first.train_step(real_batch), second.train_step(real_batch)
+    assert float(a["g_loss"]) == float(b["g_loss"])
+    assert_same(snapshot(first.generator.variables), second.generator.variables)
+
+
+def test_checkpoint_of_another_architecture_is_refused_before_any_write(tmp_path, real_batch):
+    solver = Solver(*tiny_models(gf_dim=8))
+    solver.restore(str(tmp_path))
+    solver.save()
+    files = sorted(os.listdir(tmp_path / "checkpoints"))
+    other = Solver(*tiny_models(gf_dim=16, kernel_size=4))
+    with pytest.raises(config.ConfigError) as error:
+        other.restore(str(tmp_path))
+    message = str(error.value)
+    assert "gf_dim=8, kernel_size=5" in message and "gf_dim=16, kernel_size=4" in message
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == files
+
+
+def test_checkpoint_keeps_the_architecture(tmp_path):
+    solver = Solver(*tiny_models())
+    solver.restore(str(tmp_path))
+    path = solver.save()
+    saved = json.loads(tf.train.load_checkpoint(path).get_tensor("arch/.ATTRIBUTES/VARIABLE_VALUE"))
+    assert saved == dict(image_size=16, channels=3, z_dim=16, gf_dim=8, df_dim=8, kernel_size=5)
+
+
+def test_image_grid_places_image_i_at_row_i_div_cols():
+    n, cols = 10, 4  # 10 images -> 4 columns, 3 rows, 2 black cells
+    images = np.stack([np.full((2, 3, 1), 20 * i / 127.5 - 1, np.float32) for i in range(n)])
+    grid = image_grid(images)
+    assert grid.shape == (3 * 2, 4 * 3, 1) and grid.dtype == np.uint8
+    for i in range(n):
+        r, c = divmod(i, cols)
+        assert np.all(grid[r * 2:(r + 1) * 2, c * 3:(c + 1) * 3] == 20 * i)
+    assert np.all(grid[4:, 6:] == 0)
+    assert image_grid(np.ones((1, 2, 2, 3), np.float32)).max() == 255

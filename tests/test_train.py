@@ -1,0 +1,121 @@
+"""train.py end to end, as a user runs it: real event files, PNGs, checkpoints, resume, errors."""
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ["--dataset=fake", "--image_size=16", "--gf_dim=8", "--df_dim=8", "--batch_size=8"]
+
+
+def train(*args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300)
+
+
+def events(log_dir):
+    """{tag: {step: value}} from the run's TensorBoard event files."""
+    found = {}
+    for name in sorted(os.listdir(log_dir)):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(log_dir, name)):
+            for value in event.summary.value:
+                found.setdefault(value.tag, {})[event.step] = value
+    return found
+
+
+def checkpoint_value(path, name):
+    return tf.train.load_checkpoint(path).get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE")
+
+
+def test_run_logs_samples_checkpoints_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    flagfile = tmp_path / "tiny.flags"
+    flagfile.write_text("\n".join(TINY + [f"--out_dir={out}", "--log_every=2", "--sample_every=3",
+                                          "--checkpoint_every=4"]))
+    result = train(f"--flagfile={flagfile}", "--max_steps=6")
+    assert result.returncode == 0, result.stderr
+    assert "step 6/6" in result.stdout and "img/s" in result.stdout and "left" in result.stdout
+
+    tags = events(out / "logs")
+    for tag in ["d_loss", "d_loss_real", "d_loss_fake", "g_loss", "D(x)", "D(G(z))"]:
+        assert sorted(tags[tag]) == [2, 4, 6], tag
+        assert np.isfinite(tf.make_ndarray(tags[tag][6].tensor))
+    assert sorted(tags["samples"]) == [3, 6]
+    assert tags["samples"][6].metadata.plugin_data.plugin_name == "images"
+
+    with Image.open(out / "samples" / "step_0000006.png") as png:
+        assert png.size == (8 * 16, 8 * 16) and png.mode == "RGB"  # 64 fixed-z samples
+    assert sorted(os.listdir(out / "samples")) == ["step_0000003.png", "step_0000006.png"]
+    checkpoints = tf.train.get_checkpoint_state(str(out / "checkpoints")).all_model_checkpoint_paths
+    assert [os.path.basename(p) for p in checkpoints] == ["ckpt-4", "ckpt-6"]
+    fixed_z = checkpoint_value(checkpoints[-1], "fixed_z")
+
+    # The same command with a larger --max_steps continues from step 6.
+    result = train(f"--flagfile={flagfile}", "--max_steps=8")
+    assert result.returncode == 0, result.stderr
+    assert "Resuming from" in result.stdout and "at step 6" in result.stdout
+    assert "step 8/8" in result.stdout and "step 2/" not in result.stdout
+    latest = tf.train.latest_checkpoint(str(out / "checkpoints"))
+    assert latest.endswith("ckpt-8") and checkpoint_value(latest, "step") == 8
+    np.testing.assert_array_equal(checkpoint_value(latest, "fixed_z"), fixed_z)
+    assert checkpoint_value(latest, "d_optimizer/_iterations") == 8
+    assert checkpoint_value(latest, "g_optimizer/_iterations") == 16  # g_steps=2
+
+    # Done already: says so and changes nothing.
+    result = train(f"--flagfile={flagfile}", "--max_steps=8")
+    assert result.returncode == 0 and "Nothing to do" in result.stdout
+
+
+def test_mismatched_architecture_is_one_line_and_writes_nothing(tmp_path):
+    out = tmp_path / "run"
+    assert train(*TINY, f"--out_dir={out}", "--max_steps=1").returncode == 0
+    listing = sorted(str(p) for p in out.rglob("*"))
+    result = train(*TINY, f"--out_dir={out}", "--max_steps=2", "--gf_dim=16")
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]
+    assert "gf_dim=8" in result.stderr and "gf_dim=16" in result.stderr
+    assert sorted(str(p) for p in out.rglob("*")) == listing
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--dataset=imagenet"], "unknown --dataset 'imagenet'"),
+    (["--dataset=celeba", "--data_dir={tmp}/empty"], "run ./download.sh, then python prepro.py"),
+    (["--batch_size=0"], "--batch_size must be a positive number"),
+    (["--max_steps=-3"], "--max_steps must be a positive number"),
+    (["--lr=0"], "--lr must be a positive number"),
+    (["--image_size=7"], "image size 7 cannot be built"),
+    (["--out_dir={tmp}/a_file/run"], "cannot write the run directory"),
+])
+def test_bad_input_is_one_line_nonzero_and_writes_nothing(tmp_path, args, says):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "a_file").write_text("not a directory")
+    args = [a.format(tmp=tmp_path) for a in args]
+    if not any(a.startswith("--out_dir") for a in args):
+        args.append(f"--out_dir={tmp_path}/run")
+    result = train(*TINY, "--max_steps=2", *args)
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train.py: error: "), result.stderr
+    assert says in lines[0]
+    assert not (tmp_path / "run").exists() and not (tmp_path / "a_file" / "run").exists()
+
+
+def test_ctrl_c_saves_a_checkpoint_to_resume_from(tmp_path):
+    out = tmp_path / "run"
+    process = subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *TINY,
+                                f"--out_dir={out}", "--max_steps=100000", "--log_every=1"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for line in process.stdout:
+        if line.startswith("step 3/"):
+            break
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in stderr
+    assert "run the same command to resume" in stdout
+    latest = tf.train.latest_checkpoint(str(out / "checkpoints"))
+    assert checkpoint_value(latest, "step") >= 3
