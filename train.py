@@ -115,6 +115,13 @@ def run():
           f"curves with: tensorboard --logdir {out_dir}/logs")
 
 
+def parse_flags(argv):
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        sys.exit(f"train.py: error: {e}: see python train.py --helpshort")
+
+
 def main(argv):
     logging.set_verbosity(logging.WARNING)  # TensorFlow's checkpoint chatter
     if len(argv) > 1:
@@ -128,4 +135,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    app.run(main, flags_parser=parse_flags)

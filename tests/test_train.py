@@ -90,6 +90,9 @@ def test_mismatched_architecture_is_one_line_and_writes_nothing(tmp_path):
     (["--lr=0"], "--lr must be a positive number"),
     (["--image_size=7"], "image size 7 cannot be built"),
     (["--out_dir={tmp}/a_file/run"], "cannot write the run directory"),
+    (["--init=uniform"], "--init=uniform"),
+    (["--batch_size=many"], "--batch_size=many"),
+    (["--no_such_flag=1"], "no_such_flag"),
 ])
 def test_bad_input_is_one_line_nonzero_and_writes_nothing(tmp_path, args, says):
     (tmp_path / "empty").mkdir()
