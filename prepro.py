@@ -1,0 +1,452 @@
+"""Centre-crop and resize CelebA into the sharded TFRecords that data.py reads.
+
+    ./download.sh && python prepro.py         # data/img_align_celeba -> data/celeba
+    python prepro.py --partition train --output_dir data/celeba_train
+
+Each image is processed as the original prepro.py did: the centre 108x108 square of the 178x218
+photo, resized to 64x64 with Lanczos. Unlike the original, the result is stored losslessly (PNG)
+in --shards TFRecord files, written by --workers processes. Running the same command again
+resumes: complete shards are kept, the rest are written. The same input gives the same bytes.
+
+The output directory holds:
+  celeba-00000-of-00016.tfrecord ...  tf.train.Example {"image": PNG bytes, "filename": source name}
+  manifest.json   what data.py reads; written last, so its presence means the set is complete
+  skipped.txt     each input that was not used, with the reason (tab-separated)
+  progress.json   which shards are complete and from which input; what a rerun consults
+"""
+import fcntl
+import functools
+import hashlib
+import io
+import json
+import multiprocessing
+import os
+import re
+import signal
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow: errors only, no info or warnings
+
+import numpy as np
+from absl import app, flags
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+import config
+
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
+ENCODINGS = ("png", "jpeg")  # what data.py decodes; bench_data.py also measures "raw"
+PARTITIONS = {"train": "0", "valid": "1", "test": "2"}  # CelebA's ids in list_eval_partition.txt
+PARTITION_FILE = "list_eval_partition.txt"
+MANIFEST = "manifest.json"  # data.MANIFEST (data.py imports TensorFlow, which workers do without)
+PROGRESS = "progress.json"
+SKIPPED = "skipped.txt"
+SHARD = "celeba-{:05d}-of-{:05d}.tfrecord"
+OURS = re.compile(  # what a run may delete in the output folder: its own files, nothing else
+    r"celeba-\d{5}-of-\d{5}\.tfrecord(\.tmp)?|(manifest|progress)\.json\.tmp|skipped\.txt\.tmp")
+FORMAT = 1  # bump when the bytes written for the same input change; a rerun then rewrites all
+PROGRESS_EVERY = 5  # seconds between progress lines
+
+flags.DEFINE_string("input_dir", "data/img_align_celeba",
+                    "folder of .jpg/.jpeg/.png/.webp images (top level only), as ./download.sh "
+                    "unpacks CelebA")
+flags.DEFINE_string("output_dir", "data/celeba", "where the shards and manifest.json go; "
+                    "running again resumes there")
+flags.DEFINE_integer("crop", 108, "side of the centre square cut from each image (original 108)")
+flags.DEFINE_integer("size", 64, "side of the stored images (original 64)")
+flags.DEFINE_integer("shards", 16, "TFRecord files to write (16: ~100 MB each for all of CelebA)")
+flags.DEFINE_integer("workers", None, "processes decoding images (default: all cores)")
+flags.DEFINE_enum("partition", None, list(PARTITIONS),
+                  f"only this split of CelebA's {PARTITION_FILE} (in --input_dir or its parent)")
+flags.DEFINE_enum("encoding", "png", ENCODINGS, "how images are stored: png (lossless) or jpeg")
+flags.DEFINE_integer("quality", 95, "JPEG quality, with --encoding jpeg")
+FLAGS = flags.FLAGS
+
+
+class Skip(Exception):
+    """An input that cannot be used: Skip(reason, detail); the reason is counted in the summary."""
+
+
+def crop_box(width, height, crop):
+    """(left, top, right, bottom) of the centred crop x crop square, rounded as the original."""
+    left, top = round((width - crop) / 2), round((height - crop) / 2)
+    return left, top, left + crop, top + crop
+
+
+def to_rgb(image):
+    """3-channel RGB from any mode; transparent pixels become white, not their hidden colour."""
+    if image.mode == "RGB" and "transparency" not in image.info:
+        return image
+    if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+        image = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", image.size, "white"), image).convert("RGB")
+    return image.convert("RGB")
+
+
+def prepare(source, crop, size):
+    """uint8 [size, size, 3]: the centre crop x crop square of an image, resized with Lanczos.
+
+    source: a path or a binary file. Raises Skip for anything that is not a usable image.
+    """
+    try:
+        image = Image.open(source)
+    except UnidentifiedImageError:
+        raise Skip("not an image", "no image format recognised") from None
+    except Image.DecompressionBombError as e:
+        raise Skip("too large", str(e)) from None
+    except OSError as e:
+        raise Skip("unreadable file", e.strerror or str(e)) from None
+    with image:
+        if min(image.size) < crop:
+            raise Skip("smaller than crop", f"{image.width}x{image.height} < {crop}x{crop}")
+        try:
+            image.load()  # damaged data shows here, as OSError, SyntaxError, ValueError...
+        except Exception as e:
+            raise Skip("corrupt image", str(e)) from None
+        # Photos taken sideways carry their rotation in EXIF; CelebA has none: a no-op there.
+        try:
+            image = ImageOps.exif_transpose(image)
+        except Exception:  # malformed EXIF: the pixels are fine, keep them as stored
+            pass
+        image = to_rgb(image)
+        image = image.crop(crop_box(image.width, image.height, crop))
+        return np.asarray(image.resize((size, size), Image.Resampling.LANCZOS), np.uint8)
+
+
+def encode(pixels, encoding, quality=95):
+    if encoding == "raw":
+        return pixels.tobytes()
+    buffer = io.BytesIO()
+    if encoding == "png":
+        Image.fromarray(pixels).save(buffer, format="PNG")
+    elif encoding == "jpeg":
+        Image.fromarray(pixels).save(buffer, format="JPEG", quality=quality)
+    else:
+        raise ValueError(f"unknown encoding {encoding!r}")
+    return buffer.getvalue()
+
+
+def process(input_dir, crop, size, encoding, quality, name):
+    """(encoded image, None, None) or (None, reason, detail) for one file; runs in a worker."""
+    path = os.path.join(input_dir, name)
+    try:
+        if os.path.getsize(path) == 0:
+            raise Skip("empty file", "0 bytes")
+        return encode(prepare(path, crop, size), encoding, quality), None, None
+    except Skip as skip:
+        reason, detail = skip.args
+    except OSError as e:  # vanished or unreadable between listing and reading
+        reason, detail = "unreadable file", e.strerror or str(e)
+    except Exception as e:  # whatever else one odd file provokes, it must not end a long run
+        reason, detail = "unexpected error", f"{type(e).__name__}: {e}"
+    return None, reason, " ".join(detail.split())  # one line of skipped.txt, whatever the message
+
+
+def read_partition(input_dir, partition):
+    """Names of the files in the partition, from list_eval_partition.txt here or one level up."""
+    parent = os.path.dirname(os.path.abspath(input_dir))
+    candidates = [os.path.join(input_dir, PARTITION_FILE), os.path.join(parent, PARTITION_FILE)]
+    path = next((p for p in candidates if os.path.isfile(p)), None)
+    if path is None:
+        raise config.ConfigError(
+            f"--partition {partition} needs CelebA's {PARTITION_FILE} in {input_dir} or "
+            f"{parent}: download it from CelebA's Eval folder, or leave out --partition")
+    selected = set()
+    with open(path) as f:
+        for number, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 2 or fields[1] not in PARTITIONS.values():
+                raise config.ConfigError(
+                    f"{path} line {number} is not 'NAME 0|1|2': {line.strip()!r}")
+            if fields[1] == PARTITIONS[partition]:
+                selected.add(fields[0])
+    return selected
+
+
+def list_inputs(input_dir, partition=None):
+    """(sorted names of image files to process, sorted names of other files, each skipped)."""
+    try:
+        names = sorted(e.name for e in os.scandir(input_dir)
+                       if e.is_file() and e.name != PARTITION_FILE)
+    except FileNotFoundError:
+        raise config.ConfigError(f"input folder {input_dir} does not exist: run ./download.sh, "
+                                 "or pass --input_dir") from None
+    except OSError as e:
+        raise config.ConfigError(
+            f"cannot read the input folder {input_dir} ({e.strerror})") from None
+    images = [n for n in names if n.lower().endswith(EXTENSIONS)]
+    if not images:
+        raise config.ConfigError(f"no {'/'.join(EXTENSIONS)} images in {input_dir}: run "
+                                 "./download.sh, or pass --input_dir")
+    others = [n for n in names if not n.lower().endswith(EXTENSIONS)]
+    if partition:
+        selected = read_partition(input_dir, partition)
+        images = [n for n in images if n in selected]
+        others = [n for n in others if n in selected]
+        if not images:
+            raise config.ConfigError(f"none of the images in {input_dir} is in the {partition} "
+                                     f"partition of {PARTITION_FILE}")
+    return images, others
+
+
+def plan_shards(input_dir, names, shards, settings):
+    """[(file name, input names, key)]: contiguous runs of the sorted names, balanced in size.
+
+    The key fingerprints what the shard's bytes depend on; a complete shard whose key still
+    matches is kept by a rerun.
+    """
+    shards = min(shards, len(names))
+    plan = []
+    for i in range(shards):
+        part = names[i * len(names) // shards:(i + 1) * len(names) // shards]
+        stats = [os.stat(os.path.join(input_dir, n)) for n in part]
+        inputs = [[n, s.st_size, s.st_mtime_ns] for n, s in zip(part, stats)]
+        key = hashlib.sha256(json.dumps([FORMAT, settings, inputs]).encode()).hexdigest()
+        plan.append((SHARD.format(i, shards), part, key))
+    return plan
+
+
+def write_atomic(path, text):
+    """Replace path with text so that a crash leaves the old file or the new one, never half."""
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(path + ".tmp", path)
+
+
+def write_progress(output_dir, done):
+    write_atomic(os.path.join(output_dir, PROGRESS), json.dumps({"shards": done}, indent=1) + "\n")
+
+
+def read_text(path):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def sync_file(path):
+    """fsync a file, or a folder: for a folder that makes the renames in it durable."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def lock(output_dir):
+    """An exclusive lock on the folder until the returned fd is closed: one writer at a time."""
+    fd = os.open(output_dir, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise config.ConfigError(f"another prepro.py is writing to {output_dir}: wait for it to "
+                                 "finish, or choose another --output_dir") from None
+    return fd
+
+
+def duration(seconds):
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
+        f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+def check_settings(crop, size, shards, workers, partition, encoding, quality):
+    for name, value in [("crop", crop), ("size", size), ("shards", shards), ("workers", workers)]:
+        if value is not None and value <= 0:
+            raise config.ConfigError(f"--{name} must be a positive number, not {value}")
+    if encoding not in ENCODINGS:
+        raise config.ConfigError(
+            f"--encoding must be one of {', '.join(ENCODINGS)}, not {encoding!r}")
+    if encoding == "jpeg" and not 1 <= quality <= 100:
+        raise config.ConfigError(f"--quality must be in [1, 100], not {quality}")
+    if partition is not None and partition not in PARTITIONS:
+        raise config.ConfigError(
+            f"--partition must be one of {', '.join(PARTITIONS)}, not {partition!r}")
+
+
+def cores():
+    """Cores this process may use (fewer than the machine's under taskset or in a container)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def say(*args):
+    print(*args, flush=True)
+
+
+def build(input_dir, output_dir, crop=108, size=64, shards=16, workers=None, partition=None,
+          encoding="png", quality=95, out=say):
+    """Write (or finish writing) the shards, skipped.txt and manifest.json; returns the manifest."""
+    check_settings(crop, size, shards, workers, partition, encoding, quality)
+    workers = workers or cores()
+    names, others = list_inputs(input_dir, partition)  # before creating anything
+    if os.path.realpath(input_dir) == os.path.realpath(output_dir):
+        raise config.ConfigError(f"--output_dir must differ from --input_dir ({input_dir})")
+    settings = {"crop": crop, "size": size, "encoding": encoding, "resample": "lanczos",
+                "partition": partition, "shards": min(shards, len(names))}
+    if encoding == "jpeg":
+        settings["quality"] = quality
+    plan = plan_shards(input_dir, names, shards,
+                       {k: v for k, v in settings.items() if k != "shards"})
+    try:
+        os.makedirs(output_dir, exist_ok=True)
+        held = lock(output_dir)
+    except OSError as e:
+        raise config.ConfigError(f"cannot write the output folder {output_dir} ({e.strerror}): "
+                                 "choose another --output_dir") from None
+    try:
+        return write(input_dir, output_dir, plan, others, settings, workers, out)
+    finally:
+        os.close(held)
+
+
+def write(input_dir, output_dir, plan, others, settings, workers, out):
+    path = lambda name: os.path.join(output_dir, name)
+    try:
+        progress = json.loads(read_text(path(PROGRESS)) or "{}").get("shards", {})
+    except ValueError:
+        progress = {}  # damaged: treat every shard as missing
+    done = {}
+    for file, _, key in plan:
+        entry = progress.get(file)
+        if entry and entry.get("key") == key and os.path.isfile(path(file)) and \
+                os.path.getsize(path(file)) == entry.get("bytes"):
+            done[file] = entry
+    todo = [(file, names, key) for file, names, key in plan if file not in done]
+    # Leftovers of a crash, shards of an earlier --shards count, and the shards about to be
+    # rewritten go first: from here on, a file under a shard's name is a complete one of this plan.
+    stale = [n for n in sorted(os.listdir(output_dir)) if OURS.fullmatch(n) and n not in done]
+    if todo or stale:
+        if os.path.exists(path(MANIFEST)):  # it would describe a mix of old and new shards
+            os.remove(path(MANIFEST))
+        for name in stale:
+            os.remove(path(name))
+        write_progress(output_dir, done)
+        sync_file(output_dir)
+
+    total = sum(len(names) for _, names, _ in todo)
+    workers = max(1, min(workers, total))
+    head = (f"{input_dir} -> {output_dir}: {sum(len(n) for _, n, _ in plan):,} images in "
+            f"{len(plan)} shards")
+    if todo:
+        out(f"{head}, {len(done)} already complete; preparing {total:,} images with {workers} "
+            f"worker{'s' if workers > 1 else ''}.")
+        write_shards(input_dir, output_dir, todo, done, settings, workers, total, out)
+    else:
+        out(f"{head}, all already complete.")
+
+    skipped = sorted([[n, "unsupported extension", "not " + "/".join(EXTENSIONS)] for n in others] +
+                     [s for entry in done.values() for s in entry["skipped"]])
+    reasons = {}
+    for _, reason, _ in skipped:
+        reasons[reason] = reasons.get(reason, 0) + 1
+    reasons = dict(sorted(reasons.items()))
+    count = sum(done[file]["count"] for file, _, _ in plan)
+    text = "".join("\t".join(s) + "\n" for s in skipped)
+    if read_text(path(SKIPPED)) != text:
+        write_atomic(path(SKIPPED), text)
+    if count == 0:
+        raise config.ConfigError(f"none of the images in {input_dir} could be used: see the "
+                                 f"reasons in {path(SKIPPED)}")
+    manifest = {"size": settings["size"], "crop": settings["crop"], "channels": 3,
+                "encoding": settings["encoding"], **({"quality": settings["quality"]}
+                                                     if "quality" in settings else {}),
+                "count": count,
+                "shards": [{"file": file, "count": done[file]["count"], "bytes": done[file]["bytes"]}
+                           for file, _, _ in plan],
+                "skipped": reasons, "settings": settings}
+    text = json.dumps(manifest, indent=1) + "\n"
+    if read_text(path(MANIFEST)) != text:  # written last: data.py finds a manifest only when done
+        write_atomic(path(MANIFEST), text)
+    sync_file(output_dir)
+    size = sum(os.path.getsize(path(file)) for file, _, _ in plan)
+    out(f"Done: {count:,} images of {settings['size']}x{settings['size']} in {len(plan)} shards "
+        f"({size / 1e6:,.1f} MB) in {output_dir}; skipped {len(skipped):,}"
+        + (f" ({', '.join(f'{n:,} {r}' for r, n in reasons.items())}), listed in {path(SKIPPED)}."
+           if skipped else "."))
+    return manifest
+
+
+def ignore_interrupts():
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle, once
+
+
+def write_shards(input_dir, output_dir, todo, done, settings, workers, total, out):
+    """Prepare the images of the todo shards in a process pool and write them in sorted order."""
+    # spawn, not fork: the parent is about to load TensorFlow, and forking it can deadlock the
+    # children. An executor rather than multiprocessing.Pool: a worker that dies raises instead
+    # of hanging. Started first, so that the workers start up while TensorFlow loads.
+    pool = ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"),
+                               initializer=ignore_interrupts) if workers > 1 else None
+    try:
+        write_records(input_dir, output_dir, todo, done, settings, workers, total, out, pool)
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
+
+
+def write_records(input_dir, output_dir, todo, done, settings, workers, total, out, pool):
+    import tensorflow as tf  # here, not at the top: the workers and the error paths do without it
+
+    def example(name, image):
+        feature = lambda value: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
+        proto = tf.train.Example(features=tf.train.Features(
+            feature={"image": feature(image), "filename": feature(name.encode())}))
+        return proto.SerializeToString(deterministic=True)  # map order fixed: same bytes every run
+
+    task = functools.partial(process, input_dir, settings["crop"], settings["size"],
+                             settings["encoding"], settings.get("quality", 95))
+    names = [n for _, shard, _ in todo for n in shard]
+    chunk = max(1, min(64, total // (4 * workers)))
+    results = pool.map(task, names, chunksize=chunk) if pool else map(task, names)  # in order
+    start = last = time.monotonic()
+    processed = 0
+    for file, shard, key in todo:
+        final = os.path.join(output_dir, file)
+        count, skipped = 0, []
+        with tf.io.TFRecordWriter(final + ".tmp") as writer:  # renamed only once complete
+            for name in shard:
+                image, reason, detail = next(results)
+                if image is None:
+                    skipped.append([name, reason, detail])
+                else:
+                    writer.write(example(name, image))
+                    count += 1
+                processed += 1
+                now = time.monotonic()
+                if now - last >= PROGRESS_EVERY or processed == total:
+                    rate = processed / max(now - start, 1e-9)
+                    out(f"  {processed:,}/{total:,} images ({100 * processed // total}%), "
+                        f"{rate:,.0f} img/s, {duration((total - processed) / rate)} left")
+                    last = now
+        sync_file(final + ".tmp")  # on disk before it gets the name that says "complete"
+        os.replace(final + ".tmp", final)
+        sync_file(output_dir)
+        done[file] = {"key": key, "count": count, "bytes": os.path.getsize(final),
+                      "skipped": skipped}
+        write_progress(output_dir, done)
+
+
+def main(argv):
+    if len(argv) > 1:
+        sys.exit(f"prepro.py: error: unexpected arguments {argv[1:]}: flags take the form "
+                 "--name=value")
+    try:
+        build(FLAGS.input_dir, FLAGS.output_dir, FLAGS.crop, FLAGS.size, FLAGS.shards,
+              FLAGS.workers, FLAGS.partition, FLAGS.encoding, FLAGS.quality)
+    except config.ConfigError as e:
+        sys.exit(f"prepro.py: error: {e}")
+    except KeyboardInterrupt:
+        print("prepro.py: interrupted: the same command resumes, keeping the complete shards",
+              file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    app.run(main)

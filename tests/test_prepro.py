@@ -1,0 +1,310 @@
+"""prepro.py: the original's crop and resize, every input mode, bad inputs, crash safety, resume,
+deterministic bytes, and that data.py reads what it writes. Images are made here, CelebA-shaped."""
+import collections
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from PIL import Image
+
+import config
+import data
+import prepro
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BOX = (35, 55, 143, 163)  # the original's centre 108x108 box of a 178x218 image
+LANCZOS = Image.Resampling.LANCZOS
+
+
+def photo(seed, width=178, height=218):
+    """An RGB image with detail at every scale, so that a wrong box or filter changes pixels."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    smooth = np.stack([x * 255 / width, y * 255 / height, (x + y) * 255 / (width + height)], -1)
+    pixels = np.clip(smooth + rng.normal(0, 40, (height, width, 3)), 0, 255)
+    return Image.fromarray(pixels.astype(np.uint8))
+
+
+def make_inputs(directory, count):
+    directory.mkdir(parents=True, exist_ok=True)
+    names = [f"{i:06d}.jpg" for i in range(1, count + 1)]
+    for i, name in enumerate(names, 1):
+        photo(i).save(directory / name, quality=90)
+    return names
+
+
+def build(source, out, **settings):
+    return prepro.build(str(source), str(out), out=lambda *_: None, **settings)
+
+
+def run_cli(*args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "prepro.py"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120)
+
+
+def records(out):
+    """Per shard of the manifest: [(filename, uint8 image)], in file order."""
+    manifest = json.loads((out / "manifest.json").read_text())
+    shards = []
+    for shard in manifest["shards"]:
+        found = []
+        for record in tf.data.TFRecordDataset(str(out / shard["file"])):
+            feature = tf.train.Example.FromString(record.numpy()).features.feature
+            image = tf.io.decode_image(feature["image"].bytes_list.value[0]).numpy()
+            found.append((feature["filename"].bytes_list.value[0].decode(), image))
+        shards.append(found)
+    return shards
+
+
+def snapshot(out):
+    """{name: (inode, mtime)} of every file: equal snapshots mean nothing was rewritten."""
+    return {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in out.iterdir()}
+
+
+def test_crop_box_is_the_originals():
+    assert prepro.crop_box(178, 218, 108) == BOX
+    assert prepro.crop_box(108, 108, 108) == (0, 0, 108, 108)
+    assert prepro.crop_box(218, 178, 108) == (55, 35, 163, 143)
+    # Odd margins: Python 3's round, half to even, as the original's round() under Python 3.
+    assert prepro.crop_box(179, 219, 108)[:2] == (36, 56)
+    assert prepro.crop_box(181, 221, 108)[:2] == (36, 56)
+
+
+def test_prepare_is_the_centre_crop_resized_with_lanczos(tmp_path):
+    path = tmp_path / "000001.jpg"
+    photo(1).save(path, quality=90)
+    with Image.open(path) as image:
+        expected = np.asarray(image.crop(BOX).resize((64, 64), LANCZOS))
+        bicubic = np.asarray(image.crop(BOX).resize((64, 64), Image.Resampling.BICUBIC))
+    got = prepro.prepare(str(path), 108, 64)
+    assert got.dtype == np.uint8 and got.shape == (64, 64, 3)
+    np.testing.assert_array_equal(got, expected)
+    assert not np.array_equal(got, bicubic)  # the test image tells filters apart
+    with open(path, "rb") as f:  # a file object works too
+        np.testing.assert_array_equal(prepro.prepare(f, 108, 64), expected)
+
+
+@pytest.mark.parametrize("mode, suffix", [("L", "jpg"), ("RGBA", "png"), ("P", "png"),
+                                          ("CMYK", "jpg"), ("RGB", "webp")])
+def test_every_mode_becomes_rgb(tmp_path, mode, suffix):
+    path = tmp_path / f"image.{suffix}"
+    photo(2).convert(mode).save(path, lossless=True)  # lossless: webp only
+    with Image.open(path) as image:
+        assert image.mode == mode
+        expected = np.asarray(image.convert("RGB").crop(BOX).resize((64, 64), LANCZOS))
+    got = prepro.prepare(str(path), 108, 64)
+    assert got.shape == (64, 64, 3)
+    np.testing.assert_array_equal(got, expected)
+    if mode == "L":
+        assert np.array_equal(got[..., 0], got[..., 1]) and np.array_equal(got[..., 1], got[..., 2])
+
+
+def test_transparent_pixels_become_white(tmp_path):
+    pixels = np.zeros((218, 178, 4), np.uint8)  # left: transparent black; right: opaque grey
+    pixels[:, 89:] = (100, 100, 100, 255)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    palette = Image.frombytes("P", (178, 218), (pixels[..., 3] > 0).astype(np.uint8).tobytes())
+    palette.putpalette([0, 0, 0, 100, 100, 100])
+    palette.save(tmp_path / "p.png", transparency=0)  # colour 0, black, is transparent
+    for name in ["a.png", "p.png"]:
+        got = prepro.prepare(str(tmp_path / name), 108, 64)
+        assert (got[:, :25] == 255).all() and (got[:, -15:] == 100).all(), name
+
+
+def test_exif_rotation_is_applied(tmp_path):
+    upright = photo(3)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: stored rotated, display turned 90 degrees clockwise
+    upright.transpose(Image.Transpose.ROTATE_90).save(tmp_path / "sideways.png", exif=exif)
+    upright.save(tmp_path / "upright.png")
+    np.testing.assert_array_equal(prepro.prepare(str(tmp_path / "sideways.png"), 108, 64),
+                                  prepro.prepare(str(tmp_path / "upright.png"), 108, 64))
+
+
+def test_bad_inputs_are_skipped_counted_and_listed(tmp_path):
+    source, out = tmp_path / "img", tmp_path / "out"
+    good = make_inputs(source, 4)
+    jpeg = (source / good[0]).read_bytes()
+    (source / "000002a.jpg").write_bytes(jpeg[:len(jpeg) // 2])  # truncated download
+    (source / "000002b.jpg").write_bytes(jpeg[:300] + bytes(range(256)) * 4)  # garbage after header
+    (source / "000003a.jpg").write_text("<html>404 Not Found</html>\n")
+    (source / "000003b.jpg").write_bytes(b"")
+    photo(9, 100, 120).save(source / "000003c.jpg")  # smaller than the 108x108 box
+    (source / "000004a.gif").write_bytes(b"GIF89a")
+    expected = {"000002a.jpg": "corrupt image", "000002b.jpg": "corrupt image",
+                "000003a.jpg": "not an image", "000003b.jpg": "empty file",
+                "000003c.jpg": "smaller than crop", "000004a.gif": "unsupported extension"}
+
+    manifest = build(source, out, shards=3, workers=2)  # bad files in the worker processes too
+
+    assert manifest["count"] == 4
+    assert manifest["skipped"] == dict(collections.Counter(expected.values()))
+    listed = [line.split("\t") for line in (out / "skipped.txt").read_text().splitlines()]
+    assert {name: reason for name, reason, _ in listed} == expected
+    assert all(detail for _, _, detail in listed)
+    shards = records(out)
+    assert [n for shard in shards for n, _ in shard] == good  # each good image once, sorted
+    assert [len(shard) for shard in shards] == [s["count"] for s in manifest["shards"]]
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    for name, image in (r for shard in shards for r in shard):  # PNG: exactly what prepare() gives
+        np.testing.assert_array_equal(image, prepro.prepare(str(source / name), 108, 64))
+    assert {k: manifest[k] for k in ["size", "crop", "channels", "encoding"]} == \
+        {"size": 64, "crop": 108, "channels": 3, "encoding": "png"}
+
+
+@pytest.mark.parametrize("case", ["missing", "empty", "no images"])
+def test_missing_or_empty_input_is_a_one_line_error_that_writes_nothing(tmp_path, case):
+    source, out = tmp_path / "img_align_celeba", tmp_path / "out"
+    if case != "missing":
+        source.mkdir()
+    if case == "no images":
+        (source / "readme.txt").write_text("CelebA goes here\n")
+    result = run_cli(f"--input_dir={source}", f"--output_dir={out}")
+    assert result.returncode != 0 and result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+    assert result.stderr.startswith("prepro.py: error:") and "run ./download.sh" in result.stderr
+    assert not out.exists()
+
+
+def test_same_input_gives_the_same_bytes_whatever_the_workers(tmp_path):
+    source = tmp_path / "img"
+    make_inputs(source, 9)
+    one = build(source, tmp_path / "one", shards=3, workers=1)
+    result = run_cli(f"--input_dir={source}", f"--output_dir={tmp_path / 'two'}", "--shards=3",
+                     "--workers=2")
+    assert result.returncode == 0, result.stderr
+    assert "9/9 images (100%)" in result.stdout and "img/s" in result.stdout
+    assert "Done: 9 images of 64x64 in 3 shards" in result.stdout and "skipped 0." in result.stdout
+    assert [s["count"] for s in one["shards"]] == [3, 3, 3]
+    for name in [s["file"] for s in one["shards"]] + ["manifest.json", "skipped.txt"]:
+        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+
+    # Running again finds every shard complete and touches no file.
+    before = snapshot(tmp_path / "one")
+    said = []
+    again = prepro.build(str(source), str(tmp_path / "one"), shards=3, workers=1, out=said.append)
+    assert again == one
+    assert "all already complete" in said[0] and snapshot(tmp_path / "one") == before
+
+
+def test_rerun_rewrites_only_missing_or_damaged_shards(tmp_path):
+    source, out = tmp_path / "img", tmp_path / "out"
+    make_inputs(source, 8)
+    build(source, out, shards=4, workers=1)
+    files = sorted(p.name for p in out.glob("*.tfrecord"))
+    original = {name: (out / name).read_bytes() for name in files}
+    before = snapshot(out)
+    (out / files[1]).unlink()
+    with open(out / files[2], "r+b") as f:
+        f.truncate(100)  # e.g. an interrupted copy
+    (out / (files[3] + ".tmp")).write_bytes(b"half a shard")  # left by a crash
+
+    build(source, out, shards=4, workers=1)
+
+    assert {name: (out / name).read_bytes() for name in files} == original
+    after = snapshot(out)
+    assert after[files[0]] == before[files[0]] and after[files[3]] == before[files[3]]
+    assert after[files[2]] != before[files[2]]
+    assert not list(out.glob("*.tmp"))
+
+
+def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, monkeypatch):
+    source, out = tmp_path / "img", tmp_path / "out"
+    make_inputs(source, 8)
+    build(source, out, shards=4, size=32)  # a complete set of another size is being replaced
+    real = prepro.process
+
+    def interrupted(*args):
+        if args[-1] == "000006.jpg":
+            raise KeyboardInterrupt
+        return real(*args)
+
+    monkeypatch.setattr(prepro, "process", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build(source, out, shards=4, size=16, workers=1)
+    # No manifest, so data.py refuses the folder; shards 0 and 1 are done, shard 2 is a .tmp, and
+    # the size-32 shard 3 is gone rather than passing for a finished size-16 one.
+    assert not (out / "manifest.json").exists()
+    assert sorted(p.name for p in out.glob("*.tfrecord*")) == [
+        "celeba-00000-of-00004.tfrecord", "celeba-00001-of-00004.tfrecord",
+        "celeba-00002-of-00004.tfrecord.tmp"]
+    with pytest.raises(config.ConfigError, match="manifest.json not found"):
+        data.load("celeba", batch_size=2, image_size=16, data_dir=str(out))
+
+    monkeypatch.undo()
+    before = snapshot(out)
+    build(source, out, shards=4, size=16, workers=1)
+    build(source, tmp_path / "clean", shards=4, size=16, workers=1)
+    after = snapshot(out)
+    for name in sorted(p.name for p in (tmp_path / "clean").glob("*.tfrecord")) + ["manifest.json"]:
+        assert (out / name).read_bytes() == (tmp_path / "clean" / name).read_bytes(), name
+    assert all(after[f] == before[f] for f in ["celeba-00000-of-00004.tfrecord",
+                                               "celeba-00001-of-00004.tfrecord"])
+    assert not list(out.glob("*.tmp"))
+
+
+def test_manifest_is_withdrawn_while_a_rerun_writes(tmp_path, monkeypatch):
+    source, out = tmp_path / "img", tmp_path / "out"
+    make_inputs(source, 8)
+    build(source, out, shards=4)
+    (out / "celeba-00001-of-00004.tfrecord").unlink()
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(prepro, "process", interrupted)  # in this process: workers=1
+    with pytest.raises(KeyboardInterrupt):
+        build(source, out, shards=4, workers=1)
+    assert not (out / "manifest.json").exists()  # it would list a shard that is not there
+
+
+@pytest.mark.parametrize("encoding", ["png", "jpeg"])
+def test_data_load_reads_the_output(tmp_path, encoding):
+    source, out = tmp_path / "img", tmp_path / "out"
+    names = make_inputs(source, 6)
+    build(source, out, shards=2, size=32, encoding=encoding)
+    assert prepro.MANIFEST == data.MANIFEST
+    loaded = data.load("celeba", batch_size=6, image_size=32, data_dir=str(out))
+    batch = next(iter(loaded.batches)).numpy()
+    assert loaded.count == 6 and batch.shape == (6, 32, 32, 3)
+    assert batch.min() >= -1.0 and batch.max() <= 1.0
+    got = np.rint((batch + 1) * 127.5)
+    expected = np.array([prepro.prepare(str(source / n), 108, 32) for n in names], np.float64)
+    # error[i, j]: mean difference between batch image i and source image j
+    error = np.abs(got[:, None] - expected[None]).mean(axis=(2, 3, 4))
+    assert sorted(error.argmin(axis=1)) == list(range(6))  # each image once
+    # JPEG: lossy, and these noisy images are its worst case (q95 is within ~3 on photos)
+    assert error.min(axis=1).max() == 0 if encoding == "png" else error.min(axis=1).max() < 10
+
+
+def test_partition_selects_its_files(tmp_path):
+    source, out = tmp_path / "img_align_celeba", tmp_path / "out"
+    names = make_inputs(source, 7)
+    with pytest.raises(config.ConfigError, match="needs CelebA's list_eval_partition.txt"):
+        build(source, out, partition="train")
+    assert not out.exists()
+    (tmp_path / "list_eval_partition.txt").write_text(  # next to the image folder, as CelebA has it
+        "".join(f"{name} {i % 3}\n" for i, name in enumerate(names)))
+    for partition, offset in [("train", 0), ("valid", 1), ("test", 2)]:
+        chosen = names[offset::3]
+        manifest = build(source, tmp_path / partition, partition=partition)
+        assert manifest["count"] == len(chosen) and manifest["settings"]["partition"] == partition
+        assert [n for shard in records(tmp_path / partition) for n, _ in shard] == chosen
+
+
+def test_one_writer_at_a_time(tmp_path):
+    source, out = tmp_path / "img", tmp_path / "out"
+    make_inputs(source, 2)
+    out.mkdir()
+    held = prepro.lock(str(out))  # as a prepro.py running in another terminal holds it
+    try:
+        with pytest.raises(config.ConfigError, match="another prepro.py is writing"):
+            build(source, out)
+        assert os.listdir(out) == []
+    finally:
+        os.close(held)
+    assert build(source, out)["count"] == 2
