@@ -52,6 +52,8 @@ def center_crop(image, crop, image_size):
 
 
 def read_manifest(data_dir):
+    """[(shard path, image count)] and the image size, after checking what can be checked
+    without reading the shards: each is there, with the size prepro.py wrote."""
     path = os.path.join(data_dir, MANIFEST)
     if not os.path.isfile(path):
         raise config.ConfigError(
@@ -60,14 +62,35 @@ def read_manifest(data_dir):
     try:
         with open(path) as f:
             manifest = json.load(f)
-        shards = [(os.path.join(data_dir, s["file"]), int(s["count"])) for s in manifest["shards"]]
+        shards = [(os.path.join(data_dir, s["file"]), int(s["count"]), s.get("bytes"))
+                  for s in manifest["shards"]]
         size = int(manifest["size"])
     except (ValueError, KeyError, TypeError) as e:
         raise config.ConfigError(f"{path} is damaged ({e!r}): run python prepro.py again") from None
-    for file, _ in shards:
+    if manifest.get("channels", 3) != 3 or manifest.get("encoding", "png") not in ("png", "jpeg"):
+        raise config.ConfigError(f"{path} describes {manifest.get('channels')}-channel "
+                                 f"{manifest.get('encoding')} images, which this reader cannot "
+                                 "read: run python prepro.py again")
+    for file, _, expected_bytes in shards:
         if not os.path.isfile(file):
-            raise config.ConfigError(f"shard {file} listed in {path} is missing: run python prepro.py again")
-    return shards, size
+            raise config.ConfigError(f"shard {file} is missing: run python prepro.py again")
+        if expected_bytes is not None and os.path.getsize(file) != expected_bytes:
+            raise config.ConfigError(f"shard {file} has {os.path.getsize(file)} bytes, not "
+                                     f"{expected_bytes}: delete it and run python prepro.py again")
+    return [(file, count) for file, count, _ in shards], size
+
+
+def damaged_shard_error(data_dir):
+    """Called when reading failed a record checksum: find the shard and say how to mend it."""
+    for file, count in read_manifest(data_dir)[0]:
+        try:
+            records = sum(1 for _ in tf.data.TFRecordDataset(file))
+        except tf.errors.DataLossError:
+            records = None
+        if records != count:
+            return config.ConfigError(f"shard {file} is damaged (a record fails its checksum): "
+                                      "delete it and run python prepro.py again")
+    return config.ConfigError(f"a shard in {data_dir} is damaged: run python prepro.py again")
 
 
 def tfrecord_images(data_dir, image_size, channels, seed):

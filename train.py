@@ -9,9 +9,10 @@ command again resumes from its latest checkpoint.
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # keep TensorFlow's info lines out of the way
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow: errors only, no info or warnings
 
 import keras
+import tensorflow as tf
 from absl import app, flags, logging
 
 import config
@@ -109,8 +110,11 @@ def run():
           f"{images.image_size}x{images.channels}, {steps_per_epoch} steps per epoch of batch {FLAGS.batch_size}; "
           f"generator {count_params(generator):,} and discriminator "
           f"{count_params(discriminator):,} parameters; training to step {max_steps}.")
-    path = solver.train(images.batches, out_dir, max_steps, FLAGS.batch_size, FLAGS.log_every,
-                        FLAGS.sample_every, FLAGS.checkpoint_every)
+    try:
+        path = solver.train(images.batches, out_dir, max_steps, FLAGS.batch_size,
+                            FLAGS.log_every, FLAGS.sample_every, FLAGS.checkpoint_every)
+    except tf.errors.DataLossError:  # only TFRecords have checksums to fail
+        raise data.damaged_shard_error(FLAGS.data_dir or config.DATASETS["celeba"]["data_dir"]) from None
     print(f"Done at step {max_steps}: checkpoint {path}, samples in {out_dir}/samples, "
           f"curves with: tensorboard --logdir {out_dir}/logs")
 

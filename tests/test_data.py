@@ -53,7 +53,7 @@ def write_shards(directory, size, shards=2, per_shard=5):
                     "filename": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"%06d.jpg" % i])),
                 }))
                 writer.write(example.SerializeToString())
-        entries.append({"file": name, "count": per_shard})
+        entries.append({"file": name, "count": per_shard, "bytes": (directory / name).stat().st_size})
     (directory / data.MANIFEST).write_text(json.dumps({"size": size, "shards": entries}))
 
 
@@ -70,6 +70,14 @@ def test_celeba_of_another_size_is_refused(tmp_path):
     write_shards(tmp_path, size=16)
     with pytest.raises(config.ConfigError, match="holds 16x16 images, not 64x64"):
         data.load("celeba", batch_size=2, data_dir=str(tmp_path))
+
+
+def test_truncated_shard_is_named(tmp_path):
+    write_shards(tmp_path, size=16)
+    shard = tmp_path / "celeba-00001-of-00002.tfrecord"
+    shard.write_bytes(shard.read_bytes()[:-10])
+    with pytest.raises(config.ConfigError, match="shard .*celeba-00001-of-00002.tfrecord has"):
+        data.load("celeba", batch_size=2, image_size=16, data_dir=str(tmp_path))
 
 
 def test_missing_celeba_says_which_commands_make_it(tmp_path):

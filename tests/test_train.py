@@ -122,3 +122,18 @@ def test_ctrl_c_saves_a_checkpoint_to_resume_from(tmp_path):
     assert "run the same command to resume" in stdout
     latest = tf.train.latest_checkpoint(str(out / "checkpoints"))
     assert checkpoint_value(latest, "step") >= 3
+
+
+def test_damaged_shard_is_named_in_one_line(tmp_path):
+    from test_data import write_shards
+    write_shards(tmp_path, size=16, shards=2, per_shard=12)
+    shard = tmp_path / "celeba-00001-of-00002.tfrecord"
+    damaged = bytearray(shard.read_bytes())
+    damaged[len(damaged) // 2] ^= 0xFF  # same size, bad checksum
+    shard.write_bytes(bytes(damaged))
+    result = train(*TINY, "--dataset=celeba", f"--data_dir={tmp_path}", "--batch_size=4",
+                   f"--out_dir={tmp_path}/run", "--max_steps=50")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("train.py: error: shard "), result.stderr
+    assert str(shard) in lines[0] and "delete it and run python prepro.py again" in lines[0]
