@@ -48,7 +48,12 @@ class batch_norm(keras.layers.BatchNormalization):
     training=True normalises with the batch's own mean and variance and moves the moving
     averages towards them: moving = decay * moving + (1 - decay) * batch. training=False
     normalises with the moving averages, so an output depends on its own input only.
+
+    Built under a tf.distribute strategy with several replicas, the batch statistics are those
+    of the global batch (summed across replicas), so splitting a batch changes nothing.
     """
 
     def __init__(self, decay=config.BN_DECAY, epsilon=config.BN_EPSILON, name=None, **kwargs):
-        super().__init__(momentum=decay, epsilon=epsilon, name=name, **kwargs)
+        synchronized = tf.distribute.get_strategy().num_replicas_in_sync > 1
+        super().__init__(momentum=decay, epsilon=epsilon, synchronized=synchronized, name=name,
+                         **kwargs)

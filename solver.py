@@ -16,51 +16,71 @@ ARCH_KEY = "arch/.ATTRIBUTES/VARIABLE_VALUE"  # where the checkpoint keeps the a
 
 
 def cross_entropy(target, logits):
-    """Mean sigmoid cross-entropy of the logits against one target value for the whole batch."""
-    labels = tf.fill(tf.shape(logits), tf.cast(target, logits.dtype))
-    return tf.reduce_mean(tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits))
+    """Per-example sigmoid cross-entropy of the logits against one target value."""
+    logits = tf.cast(logits, tf.float32)  # float32 losses also under mixed precision
+    labels = tf.fill(tf.shape(logits), tf.cast(target, tf.float32))
+    return tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+
+
+def adam(lr, beta1):
+    optimizer = keras.optimizers.Adam(lr, beta_1=beta1)
+    if keras.mixed_precision.global_policy().name == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # float16 gradients underflow
+    return optimizer
 
 
 class Solver:
     def __init__(self, generator, discriminator, lr=config.LR, beta1=config.BETA1,
                  g_steps=config.G_STEPS, label_smoothing=config.LABEL_SMOOTHING,
-                 two_sided_smoothing=False, seed=0):
+                 two_sided_smoothing=False, seed=0, strategy=None, jit_compile=False):
+        """strategy: the tf.distribute strategy the networks were built under (default: none)."""
         self.generator, self.discriminator = generator, discriminator
         self.g_steps = g_steps
+        self.strategy = strategy or tf.distribute.get_strategy()
         # Label smoothing (lab seed 002): real targets 1 - s; the two-sided form also lifts the
         # fake targets from 0 to s. The generator's own target stays 1.
         self.real_target = 1.0 - label_smoothing
         self.fake_target = label_smoothing if two_sided_smoothing else 0.0
-        # Two optimizers, each built on (and so only ever applied to) its own network's
-        # variables, as the original split them by scope name.
-        self.d_optimizer = keras.optimizers.Adam(lr, beta_1=beta1)
-        self.g_optimizer = keras.optimizers.Adam(lr, beta_1=beta1)
-        self.d_optimizer.build(discriminator.trainable_variables)
-        self.g_optimizer.build(generator.trainable_variables)
-
-        self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
-        self.rng = tf.random.Generator.from_seed(seed)  # checkpointed: z resumes where it left off
-        # One z for every sample grid, so grids from different steps show the same faces.
-        self.fixed_z = tf.Variable(self.sample_z(config.NUM_SAMPLES), trainable=False)
-        arch = {**generator.arch, **discriminator.arch}
-        self.arch = tf.Variable(json.dumps(arch, sort_keys=True), trainable=False)
+        with self.strategy.scope():
+            # Two optimizers, each built on (and so only ever applied to) its own network's
+            # variables, as the original split them by scope name.
+            self.d_optimizer = adam(lr, beta1)
+            self.g_optimizer = adam(lr, beta1)
+            self.d_optimizer.build(discriminator.trainable_variables)
+            self.g_optimizer.build(generator.trainable_variables)
+            self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
+            self.seed = tf.Variable(seed, dtype=tf.int64, trainable=False)  # resumes with the run
+            # One z for every sample grid, so grids from different steps show the same faces.
+            self.fixed_z = tf.Variable(self.sample_z(config.NUM_SAMPLES, -1), trainable=False)
+            arch = {**generator.arch, **discriminator.arch}
+            self.arch = tf.Variable(json.dumps(arch, sort_keys=True), trainable=False)
         self.checkpoint = tf.train.Checkpoint(
             generator=generator, discriminator=discriminator, g_optimizer=self.g_optimizer,
-            d_optimizer=self.d_optimizer, step=self.step, rng=self.rng, fixed_z=self.fixed_z,
+            d_optimizer=self.d_optimizer, step=self.step, seed=self.seed, fixed_z=self.fixed_z,
             arch=self.arch)
         self.manager = None
+        if jit_compile:  # XLA compiles each replica's step; the cross-replica sums stay outside
+            self.replica_step = tf.function(self.replica_step, jit_compile=True)
 
-    def sample_z(self, n):
-        return self.rng.uniform((n, self.generator.arch["z_dim"]), -1.0, 1.0)  # U(-1, 1)
+    def sample_z(self, n, step):
+        """z ~ U(-1, 1), a function of (seed, step) alone: a resumed run draws the same z, and
+        each replica of a distributed run takes its share of the same global batch of z."""
+        return tf.random.stateless_uniform((n, self.generator.arch["z_dim"]),
+                                           seed=(self.seed, step), minval=-1.0, maxval=1.0)
 
     # --- losses -------------------------------------------------------------------------------
+    def mean(self, values):
+        """The mean over this replica's examples over the number of replicas: summed across
+        replicas, as the optimizers sum gradients, it is the mean over the global batch."""
+        return tf.reduce_mean(tf.cast(values, tf.float32)) / self.strategy.num_replicas_in_sync
+
     def discriminator_loss(self, real_logits, fake_logits):
-        return (cross_entropy(self.real_target, real_logits),
-                cross_entropy(self.fake_target, fake_logits))
+        return (self.mean(cross_entropy(self.real_target, real_logits)),
+                self.mean(cross_entropy(self.fake_target, fake_logits)))
 
     def generator_loss(self, fake_logits):
         # Non-saturating: G maximises log D(G(z)) rather than minimising log(1 - D(G(z))).
-        return cross_entropy(1.0, fake_logits)
+        return self.mean(cross_entropy(1.0, fake_logits))
 
     # --- updates ------------------------------------------------------------------------------
     def d_step(self, real, z):
@@ -72,37 +92,63 @@ class Solver:
             fake_logits = self.discriminator(fake, training=True)
             d_loss_real, d_loss_fake = self.discriminator_loss(real_logits, fake_logits)
             d_loss = d_loss_real + d_loss_fake
+            scaled_loss = self.d_optimizer.scale_loss(d_loss)  # unchanged but under float16
         variables = self.discriminator.trainable_variables
-        self.d_optimizer.apply_gradients(zip(tape.gradient(d_loss, variables), variables))
+        self.d_optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
         return {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake,
-                "D(x)": tf.reduce_mean(tf.sigmoid(real_logits)),
-                "D(G(z))": tf.reduce_mean(tf.sigmoid(fake_logits))}
+                "D(x)": self.mean(tf.sigmoid(real_logits)),
+                "D(G(z))": self.mean(tf.sigmoid(fake_logits))}
 
     def g_step(self, z):
         """One generator update through a discriminator in training mode, as in the original."""
         with tf.GradientTape() as tape:
             fake_logits = self.discriminator(self.generator(z, training=True), training=True)
             g_loss = self.generator_loss(fake_logits)
+            scaled_loss = self.g_optimizer.scale_loss(g_loss)
         variables = self.generator.trainable_variables
-        self.g_optimizer.apply_gradients(zip(tape.gradient(g_loss, variables), variables))
+        self.g_optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
         return g_loss
 
-    @tf.function
-    def train_step(self, real):
-        """One iteration of the original: one D update, then g_steps G updates on the same z."""
-        z = self.sample_z(tf.shape(real)[0])
+    def replica_step(self, real, z):
+        """One iteration of the original on this replica's share of the batch: one D update,
+        then g_steps G updates on the same z."""
+        batch = tf.shape(real)[0]
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        z = z[replica * batch:(replica + 1) * batch]
         metrics = self.d_step(real, z)
         for _ in range(self.g_steps):
             metrics["g_loss"] = self.g_step(z)
-        self.step.assign_add(1)
         return metrics
 
+    @tf.function
+    def train_step(self, real):
+        """real: a batch, or under a strategy the per-replica parts of one global batch."""
+        batch = tf.shape(self.strategy.experimental_local_results(real)[0])[0]  # per replica
+        # The global batch of z, drawn here, outside XLA, whose random numbers differ.
+        z = self.sample_z(batch * self.strategy.num_replicas_in_sync, self.step)
+        metrics = self.strategy.run(self.replica_step, args=(real, z))
+        self.step.assign_add(1)
+        return {name: self.strategy.reduce("SUM", value, axis=None)
+                for name, value in metrics.items()}
+
     # --- checkpoints --------------------------------------------------------------------------
+    @property
+    def chief(self):
+        """Whether this process writes logs, samples and checkpoints: the only process, or in a
+        multi-worker run the chief (or worker 0 when the cluster names no chief)."""
+        resolver = getattr(self.strategy, "cluster_resolver", None)
+        if resolver is None or not resolver.task_type:
+            return True
+        return resolver.task_type == "chief" or (
+            resolver.task_type == "worker" and resolver.task_id == 0
+            and "chief" not in resolver.cluster_spec().as_dict())
+
     def restore(self, out_dir):
         """Load the run directory's latest checkpoint, if it has one, and return its path.
 
         Reads only: a checkpoint of another architecture is refused before anything is written.
         """
+        self.out_dir = out_dir
         self.manager = tf.train.CheckpointManager(
             self.checkpoint, os.path.join(out_dir, "checkpoints"), max_to_keep=3)
         path = self.manager.latest_checkpoint
@@ -126,18 +172,26 @@ class Solver:
         return path
 
     def save(self):
-        return self.manager.save(checkpoint_number=int(self.step))
+        if self.chief:
+            return self.manager.save(checkpoint_number=int(self.step.numpy()))
+        # Saving is collective: every worker writes its copy, and only the chief's is kept.
+        temp = os.path.join(self.out_dir, f".worker-{self.strategy.cluster_resolver.task_id}")
+        self.checkpoint.write(os.path.join(temp, "ckpt"))
+        tf.io.gfile.rmtree(temp)
+        return None
 
     # --- the loop -----------------------------------------------------------------------------
     def train(self, dataset, out_dir, max_steps, batch_size, log_every=config.LOG_EVERY,
               sample_every=config.SAMPLE_EVERY, checkpoint_every=config.CHECKPOINT_EVERY):
         """Train until step max_steps, writing logs, samples and checkpoints under out_dir.
 
-        Ctrl-C (or SIGTERM) finishes the step, saves a checkpoint and raises KeyboardInterrupt,
-        so the same command resumes from there; a second Ctrl-C stops at once.
+        dataset: global batches, or under a strategy its distributed form. Ctrl-C (or SIGTERM)
+        finishes the step, saves a checkpoint and raises KeyboardInterrupt, so the same command
+        resumes from there; a second Ctrl-C stops at once.
         """
-        writer = tf.summary.create_file_writer(os.path.join(out_dir, "logs"))
-        step = int(self.step)
+        writer = (tf.summary.create_file_writer(os.path.join(out_dir, "logs")) if self.chief
+                  else tf.summary.create_noop_writer())
+        step = int(self.step.numpy())
         window_step, window_time = step, time.perf_counter()
         batches = iter(dataset)
         with writer.as_default(), stop_requests() as stop:
@@ -152,9 +206,10 @@ class Solver:
                     now = time.perf_counter()
                     steps_per_s = (step - window_step) / (now - window_time)
                     window_step, window_time = step, now
-                    print(progress_line(step, max_steps, values, steps_per_s * batch_size,
-                                        (max_steps - step) / steps_per_s), flush=True)
-                if step % sample_every == 0 or step == max_steps:
+                    if self.chief:
+                        print(progress_line(step, max_steps, values, steps_per_s * batch_size,
+                                            (max_steps - step) / steps_per_s), flush=True)
+                if self.chief and (step % sample_every == 0 or step == max_steps):
                     self.write_samples(out_dir, step)
                 if step % checkpoint_every == 0:
                     self.save()
@@ -166,7 +221,7 @@ class Solver:
 
     def write_samples(self, out_dir, step):
         """The sampler's output on the fixed z: a TensorBoard image, a PNG and histograms."""
-        grid = image_grid(self.generator.sample(self.fixed_z).numpy())
+        grid = image_grid(tf.cast(self.generator.sample(self.fixed_z), tf.float32).numpy())
         tf.summary.image("samples", grid[None], step=step)
         for v in self.generator.trainable_variables + self.discriminator.trainable_variables:
             tf.summary.histogram(v.path, v, step=step)

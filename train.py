@@ -49,6 +49,12 @@ flags.DEFINE_integer("seed", 0, "seed for weights, z and data order")
 flags.DEFINE_integer("log_every", config.LOG_EVERY, "steps between loss logs")
 flags.DEFINE_integer("sample_every", config.SAMPLE_EVERY, "steps between sample grids")
 flags.DEFINE_integer("checkpoint_every", config.CHECKPOINT_EVERY, "steps between checkpoints")
+flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                  "tf.distribute: one device; all local GPUs; or several machines (TF_CONFIG)")
+flags.DEFINE_enum("mixed_precision", "auto", ["auto", "float32", "mixed_float16", "mixed_bfloat16"],
+                  "compute precision; auto: mixed_float16 on a GPU, float32 on a CPU")
+flags.DEFINE_bool("jit_compile", None, "compile the step with XLA (default: on a GPU only; on "
+                  "this project's CPU it made 5x5 kernels several times slower)")
 FLAGS = flags.FLAGS
 
 
@@ -81,24 +87,47 @@ def make_run_dir(out_dir):
             f"cannot write the run directory {out_dir} ({e.strerror}): choose another --out_dir") from None
 
 
+def make_strategy(name):
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()  # every local GPU, or the CPU when there is none
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise config.ConfigError("--strategy multi_worker needs TF_CONFIG on every machine "
+                                     "(see README, 'Several machines')")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
 def run():
     check_flags()
+    on_gpu = bool(tf.config.list_physical_devices("GPU"))
+    precision = FLAGS.mixed_precision
+    if precision == "auto":
+        precision = "mixed_float16" if on_gpu else "float32"
+    keras.mixed_precision.set_global_policy(precision)
+    strategy = make_strategy(FLAGS.strategy)
+    if FLAGS.batch_size % strategy.num_replicas_in_sync:
+        raise config.ConfigError(f"--batch_size {FLAGS.batch_size} must split evenly across "
+                                 f"{strategy.num_replicas_in_sync} replicas")
     keras.utils.set_random_seed(FLAGS.seed)
     out_dir = FLAGS.out_dir or os.path.join("runs", FLAGS.dataset.replace(":", "_"))
     images = data.load(FLAGS.dataset, FLAGS.batch_size, FLAGS.image_size, FLAGS.data_dir,
                        FLAGS.crop, FLAGS.seed)
-    generator = Generator(images.image_size, images.channels, FLAGS.z_dim, FLAGS.gf_dim,
-                          FLAGS.kernel_size, FLAGS.init)
-    discriminator = Discriminator(images.image_size, images.channels, FLAGS.df_dim,
-                                  FLAGS.kernel_size, FLAGS.init)
+    with strategy.scope():  # variables (and batch norm's synchronisation) follow the strategy
+        generator = Generator(images.image_size, images.channels, FLAGS.z_dim, FLAGS.gf_dim,
+                              FLAGS.kernel_size, FLAGS.init)
+        discriminator = Discriminator(images.image_size, images.channels, FLAGS.df_dim,
+                                      FLAGS.kernel_size, FLAGS.init)
+    jit_compile = on_gpu if FLAGS.jit_compile is None else FLAGS.jit_compile
     solver = Solver(generator, discriminator, FLAGS.lr, FLAGS.beta1, FLAGS.g_steps,
-                    FLAGS.label_smoothing, FLAGS.two_sided_smoothing, FLAGS.seed)
+                    FLAGS.label_smoothing, FLAGS.two_sided_smoothing, FLAGS.seed, strategy,
+                    jit_compile)
     steps_per_epoch = images.count // FLAGS.batch_size
     epochs = FLAGS.epochs or config.EPOCHS.get(FLAGS.dataset, config.DEFAULT_EPOCHS)
     max_steps = FLAGS.max_steps or epochs * steps_per_epoch
 
     resumed = solver.restore(out_dir)  # before any write: a mismatch leaves the directory as it was
-    step = int(solver.step)
+    step = int(solver.step.numpy())
     if resumed:
         print(f"Resuming from {resumed} at step {step}.")
     if step >= max_steps:
@@ -107,14 +136,18 @@ def run():
         return
     make_run_dir(out_dir)
     print(f"DCGAN on {FLAGS.dataset}: {images.count} images of {images.image_size}x"
-          f"{images.image_size}x{images.channels}, {steps_per_epoch} steps per epoch of batch {FLAGS.batch_size}; "
-          f"generator {count_params(generator):,} and discriminator "
-          f"{count_params(discriminator):,} parameters; training to step {max_steps}.")
+          f"{images.image_size}x{images.channels}, {steps_per_epoch} steps per epoch of batch "
+          f"{FLAGS.batch_size}; generator {count_params(generator):,} and discriminator "
+          f"{count_params(discriminator):,} parameters; {strategy.num_replicas_in_sync} "
+          f"replica(s), {precision}, XLA {'on' if jit_compile else 'off'}; "
+          f"training to step {max_steps}.")
+    batches = strategy.experimental_distribute_dataset(images.batches)
     try:
-        path = solver.train(images.batches, out_dir, max_steps, FLAGS.batch_size,
-                            FLAGS.log_every, FLAGS.sample_every, FLAGS.checkpoint_every)
+        path = solver.train(batches, out_dir, max_steps, FLAGS.batch_size, FLAGS.log_every,
+                            FLAGS.sample_every, FLAGS.checkpoint_every)
     except tf.errors.DataLossError:  # only TFRecords have checksums to fail
-        raise data.damaged_shard_error(FLAGS.data_dir or config.DATASETS["celeba"]["data_dir"]) from None
+        data_dir = FLAGS.data_dir or config.DATASETS["celeba"]["data_dir"]
+        raise data.damaged_shard_error(data_dir) from None
     print(f"Done at step {max_steps}: checkpoint {path}, samples in {out_dir}/samples, "
           f"curves with: tensorboard --logdir {out_dir}/logs")
 

@@ -7,6 +7,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+# Two logical CPUs, so that tf.distribute can be tested with two replicas on this machine. Must
+# happen before TensorFlow starts; the default strategy still uses one device.
+tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
+                                           [tf.config.LogicalDeviceConfiguration()] * 2)
+
 from model import Discriminator, Generator
 from solver import Solver
 

@@ -28,7 +28,7 @@ def test_moving_statistics_move_during_training(solver, real_batch):
 
 def test_a_sample_depends_only_on_its_own_z(solver, real_batch):
     train_a_few_steps(solver, real_batch)
-    z = solver.sample_z(64)
+    z = solver.sample_z(64, 0)
     batch = solver.generator.sample(z).numpy()
     for i in range(64):
         np.testing.assert_allclose(solver.generator.sample(z[i:i + 1])[0], batch[i], atol=1e-5)
@@ -39,7 +39,7 @@ def test_a_sample_depends_only_on_its_own_z(solver, real_batch):
 
 def test_training_mode_output_depends_on_the_batch(solver, real_batch):
     train_a_few_steps(solver, real_batch)
-    z = solver.sample_z(64)
+    z = solver.sample_z(64, 0)
     alone = solver.generator(z[:8], training=True)[0]
     in_batch = solver.generator(z, training=True)[0]
     assert float(tf.reduce_max(tf.abs(alone - in_batch))) > 1e-3
@@ -48,6 +48,6 @@ def test_training_mode_output_depends_on_the_batch(solver, real_batch):
 def test_sampling_leaves_every_generator_variable_untouched(solver, real_batch):
     train_a_few_steps(solver, real_batch)
     before = snapshot(solver.generator.variables)
-    solver.generator.sample(solver.sample_z(64))
+    solver.generator.sample(solver.sample_z(64, 0))
     for old, new in zip(before, solver.generator.variables):
         np.testing.assert_array_equal(old, new.numpy())

@@ -14,8 +14,9 @@ TINY = ["--dataset=fake", "--image_size=16", "--gf_dim=8", "--df_dim=8", "--batc
 
 
 def train(*args):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
     return subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, env=env)
 
 
 def events(log_dir):
@@ -93,6 +94,7 @@ def test_mismatched_architecture_is_one_line_and_writes_nothing(tmp_path):
     (["--init=uniform"], "--init=uniform"),
     (["--batch_size=many"], "--batch_size=many"),
     (["--no_such_flag=1"], "no_such_flag"),
+    (["--strategy=multi_worker"], "--strategy multi_worker needs TF_CONFIG"),
 ])
 def test_bad_input_is_one_line_nonzero_and_writes_nothing(tmp_path, args, says):
     (tmp_path / "empty").mkdir()
@@ -101,7 +103,7 @@ def test_bad_input_is_one_line_nonzero_and_writes_nothing(tmp_path, args, says):
     if not any(a.startswith("--out_dir") for a in args):
         args.append(f"--out_dir={tmp_path}/run")
     result = train(*TINY, "--max_steps=2", *args)
-    assert result.returncode != 0
+    assert result.returncode != 0, result.stdout
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("train.py: error: "), result.stderr
     assert says in lines[0]
@@ -137,3 +139,12 @@ def test_damaged_shard_is_named_in_one_line(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("train.py: error: shard "), result.stderr
     assert str(shard) in lines[0] and "delete it and run python prepro.py again" in lines[0]
+
+
+def test_mirrored_strategy_trains_and_resumes_from_the_command_line(tmp_path):
+    out = tmp_path / "run"
+    first = train(*TINY, f"--out_dir={out}", "--max_steps=2", "--strategy=mirrored")
+    assert first.returncode == 0, first.stderr
+    assert "1 replica(s), float32, XLA off" in first.stdout  # a CPU: one replica, no XLA
+    second = train(*TINY, f"--out_dir={out}", "--max_steps=3", "--strategy=mirrored")
+    assert second.returncode == 0 and "at step 2" in second.stdout and "step 3/3" in second.stdout

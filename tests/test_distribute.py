@@ -1,0 +1,86 @@
+"""tf.distribute, mixed precision and XLA compute the same training as one float32 device."""
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import snapshot, tiny_models
+from model import layers_of
+from ops import batch_norm
+from solver import Solver
+
+NETWORKS = ("generator", "discriminator")
+
+
+def train(solver, batches, steps=3):
+    iterator = iter(batches)
+    return [{k: float(v) for k, v in solver.train_step(next(iterator)).items()}
+            for _ in range(steps)]
+
+
+def biases_before_batch_norm(network):
+    """The batch norm subtracts these biases, so their true gradient is zero and what they get
+    is float noise, which Adam scales up to learning-rate-sized steps in any direction."""
+    layers = network.net.layers
+    return {layer.bias.path for layer, after in zip(layers, layers[1:])
+            if isinstance(after, batch_norm) and getattr(layer, "bias", None) is not None}
+
+
+def assert_same_training(reference, other, batches, other_batches, rtol, atol):
+    """Same losses at every step, and the same weights and batch norm statistics after."""
+    start = {n: snapshot(getattr(reference, n).variables) for n in NETWORKS}
+    for n in NETWORKS:
+        for a, b in zip(start[n], snapshot(getattr(other, n).variables)):
+            np.testing.assert_array_equal(a, b)
+    for a, b in zip(train(reference, batches), train(other, other_batches)):
+        assert a.keys() == b.keys()
+        np.testing.assert_allclose([a[k] for k in a], [b[k] for k in a], rtol=rtol)
+    for n in NETWORKS:
+        noise = biases_before_batch_norm(getattr(reference, n))
+        assert noise  # one per network at this size
+        for a, b, initial in zip(getattr(reference, n).variables, getattr(other, n).variables,
+                                 start[n]):
+            if a.path in noise:  # where they went is noise: they must only stay near the start
+                assert max(np.abs(a - initial).max(), np.abs(b - initial).max()) < 1e-4
+            else:
+                np.testing.assert_allclose(a, b, atol=atol, rtol=0, err_msg=a.path)
+
+
+def test_two_replicas_give_what_one_device_gives_on_the_same_global_batch(real_batch):
+    batches = tf.data.Dataset.from_tensors(real_batch).repeat()  # global batch of 8
+    one = Solver(*tiny_models(seed=0), seed=0)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    with strategy.scope():
+        two = Solver(*tiny_models(seed=0), seed=0, strategy=strategy)
+    assert strategy.num_replicas_in_sync == 2
+    assert all(bn.synchronized for bn in layers_of(two.generator, batch_norm))
+    assert not any(bn.synchronized for bn in layers_of(one.generator, batch_norm))
+    assert_same_training(one, two, batches, strategy.experimental_distribute_dataset(batches),
+                         rtol=1e-4, atol=1e-5)  # each replica gets 4 of the 8 images
+    # Inference reads the moving means, which have absorbed only part of the noise biases' steps.
+    np.testing.assert_allclose(one.generator.sample(one.fixed_z),
+                               two.generator.sample(two.fixed_z), atol=1e-4)
+
+
+def test_xla_step_computes_the_same_step(real_batch):
+    batches = tf.data.Dataset.from_tensors(real_batch).repeat()
+    plain = Solver(*tiny_models(seed=0))
+    compiled = Solver(*tiny_models(seed=0), jit_compile=True)
+    assert_same_training(plain, compiled, batches, batches, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("policy", ["mixed_bfloat16", "mixed_float16"])
+def test_mixed_precision_tracks_float32(real_batch, policy):
+    batches = tf.data.Dataset.from_tensors(real_batch).repeat()
+    exact = Solver(*tiny_models(seed=0))
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        mixed = Solver(*tiny_models(seed=0))
+    finally:
+        keras.mixed_precision.set_global_policy("float32")
+    assert all(v.dtype == tf.float32 for v in mixed.generator.trainable_variables)  # master weights
+    assert mixed.generator(mixed.fixed_z).dtype == tf.dtypes.as_dtype(policy.split("_")[1])
+    loss_scaled = isinstance(mixed.g_optimizer, keras.optimizers.LossScaleOptimizer)
+    assert loss_scaled == (policy == "mixed_float16")
+    for a, b in zip(train(exact, batches), train(mixed, batches)):
+        np.testing.assert_allclose([a[k] for k in a], [b[k] for k in a], atol=0.05)
