@@ -29,9 +29,6 @@ from PIL import Image
 import prepro  # TensorFlow and data.py are imported inside the functions: prepro's worker
                # processes start by importing this module, and should not pay for TensorFlow
 
-flags.DEFINE_integer("images", 2000, "CelebA-shaped JPEGs to generate")
-flags.DEFINE_float("seconds", 2.0, "how long each throughput is measured")
-flags.DEFINE_bool("json", False, "also print every number as one JSON object, on the last line")
 FLAGS = flags.FLAGS
 
 CELEBA_IMAGES = 202_599
@@ -230,4 +227,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    # Defined here, not on import: bench.py imports this module and has flags of its own.
+    flags.DEFINE_integer("images", 2000, "CelebA-shaped JPEGs to generate")
+    flags.DEFINE_float("seconds", 2.0, "how long each throughput is measured")
+    flags.DEFINE_bool("json", False, "also print every number as one JSON object, on the last line")
     app.run(main)
