@@ -13,8 +13,9 @@ roofline_frac         train_img_per_s * flops_per_img / peak_flops
 sample_img_per_s      the inference-mode sampler
 pipeline_img_per_s    the TFRecord input pipeline alone (prepro.py's output, data.load)
 
-Beside them, in the same run: the same step with Keras' own convolution layers (_keras, that is
-without fastconv.py), and, when PyTorch is installed, the same step in PyTorch (bench_torch.py,
+The step is timed as train.py runs it by default on a CPU (with fastconv.py, without XLA).
+Beside it, in the same run: the plain Keras step (_keras: Keras' own convolution layers), with
+--levers the step with XLA (_xla), and, when PyTorch is installed, the same step in PyTorch (bench_torch.py,
 torch_img_per_s) with the ratios vs_torch = train_img_per_s / torch_img_per_s.
 """
 import json
@@ -41,21 +42,34 @@ flags.DEFINE_integer("batch_size", 64, "images per step")
 flags.DEFINE_integer("windows", 3, "timed windows per figure (the median is reported)")
 flags.DEFINE_float("window_seconds", 4.0, "length of each timed window")
 flags.DEFINE_bool("json", False, "also print every figure as one JSON object, on the last line")
+flags.DEFINE_bool("levers", False, "also the step with XLA (_xla), a minute more")
 FLAGS = flags.FLAGS
 
 
+def window(run, images_per_call, seconds):
+    """Images/s of calling run() for at least `seconds`."""
+    calls, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        run()
+        calls += 1
+    return calls * images_per_call / (time.perf_counter() - start)
+
+
 def timed(run, images_per_call, warmup=2):
-    """Median images/s over FLAGS.windows windows of at least FLAGS.window_seconds each."""
+    """A window function for interleaved(), after warm-up calls (tracing, first allocations)."""
     for _ in range(warmup):
         run()
-    rates = []
+    return lambda seconds: window(run, images_per_call, seconds)
+
+
+def interleaved(windows):
+    """{name: window function} -> {name: median images/s}. The windows take turns, so a change
+    in the load of this shared machine falls on every figure alike and their ratios hold."""
+    rates = {name: [] for name in windows}
     for _ in range(FLAGS.windows):
-        calls, start = 0, time.perf_counter()
-        while time.perf_counter() - start < FLAGS.window_seconds:
-            run()
-            calls += 1
-        rates.append(calls * images_per_call / (time.perf_counter() - start))
-    return statistics.median(rates)
+        for name, measure in windows.items():
+            rates[name].append(measure(FLAGS.window_seconds))
+    return {name: statistics.median(r) for name, r in rates.items()}
 
 
 def celeba_models(kernel_size):
@@ -97,38 +111,47 @@ def flops_per_image(generator, discriminator):
     return d_update + g_update
 
 
-def train_rate(kernel_size, fast=True):
-    """fast=False: Keras' own convolution layers, as without fastconv.py."""
+def train_window(kernel_size, fast=True, jit_compile=False):
+    """The step as train.py runs it by default on a CPU; fast=False: Keras' own convolution
+    layers, the plain Keras step; jit_compile=True: with XLA. Returns (window, solver)."""
     fastconv.ON_CPU, on_cpu = fast and fastconv.ON_CPU, fastconv.ON_CPU  # read when tracing
     try:
-        solver = Solver(*celeba_models(kernel_size), g_steps=1)
+        solver = Solver(*celeba_models(kernel_size), g_steps=1, jit_compile=jit_compile)
         real = tf.random.uniform((FLAGS.batch_size, 64, 64, 3), -1.0, 1.0)
         return timed(lambda: solver.train_step(real)["g_loss"].numpy(), FLAGS.batch_size), solver
     finally:
         fastconv.ON_CPU = on_cpu
 
 
-def torch_rate(kernel_size):
-    """bench_torch.py in its own process (its thread pool and TensorFlow's do not meet)."""
+def torch_windows():
+    """Window functions for bench_torch.py's step (4x4 and 5x5), served by a process of its own
+    (its thread pool and TensorFlow's do not meet); None without PyTorch."""
     try:
         import torch  # noqa: F401, only to know whether it is there
     except ImportError:
         return None
-    result = subprocess.run(
+    server = subprocess.Popen(
         [sys.executable, os.path.join(os.path.dirname(os.path.abspath(__file__)), "bench_torch.py"),
-         f"--kernel_size={kernel_size}", f"--batch_size={FLAGS.batch_size}",
-         f"--windows={FLAGS.windows}", f"--window_seconds={FLAGS.window_seconds}"],
-        capture_output=True, text=True, check=True)
-    return json.loads(result.stdout.strip().splitlines()[-1])["img_per_s"]
+         "--serve", f"--batch_size={FLAGS.batch_size}"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    assert server.stdout.readline().strip() == "ready"
+
+    def measure(kernel_size, seconds):
+        server.stdin.write(f"{kernel_size} {seconds}\n")
+        server.stdin.flush()
+        return float(server.stdout.readline())
+
+    return server, {k: (lambda seconds, k=k: measure(k, seconds)) for k in (4, 5)}  # (process, windows)
 
 
 def peak_flops():
     """The faster of NumPy's (OpenBLAS) and TensorFlow's float32 4096^3 matrix product."""
     n = 4096
     a = np.random.default_rng(0).standard_normal((n, n), np.float32)
-    rates = {"numpy": timed(lambda: a @ a, 1, warmup=1) * 2 * n ** 3}
     t = tf.constant(a)
-    rates["tensorflow"] = timed(lambda: tf.linalg.matmul(t, t).numpy(), 1, warmup=1) * 2 * n ** 3
+    rates = interleaved({"numpy": timed(lambda: a @ a, 1, warmup=1),
+                         "tensorflow": timed(lambda: tf.linalg.matmul(t, t).numpy(), 1, warmup=1)})
+    rates = {name: rate * 2 * n ** 3 for name, rate in rates.items()}
     return max(rates.values()), rates
 
 
@@ -147,33 +170,44 @@ def pipeline_rate():
 
 def main(argv):
     del argv
+    tf.get_logger().setLevel("ERROR")  # six solvers share one traced train_step: retracing is expected
     results = {"device": tf.config.list_physical_devices("GPU") and "GPU" or
                f"CPU, {os.cpu_count()} cores", "batch_size": FLAGS.batch_size}
-    results["train_img_per_s"], solver = train_rate(5)
-    results["train_img_per_s_keras"], _ = train_rate(5, fast=False)
-    results["torch_img_per_s"] = torch_rate(5)
-    results["flops_per_img"] = flops_per_image(solver.generator, solver.discriminator)
-    z = solver.sample_z(FLAGS.batch_size, 0)
-    sample = tf.function(solver.generator.sample)
-    results["sample_img_per_s"] = timed(lambda: sample(z).numpy(), FLAGS.batch_size)
-    results["train_img_per_s_k4"], solver_k4 = train_rate(4)
-    results["train_img_per_s_k4_keras"], _ = train_rate(4, fast=False)
-    results["torch_img_per_s_k4"] = torch_rate(4)
-    results["flops_per_img_k4"] = flops_per_image(solver_k4.generator, solver_k4.discriminator)
+    windows, solvers = {}, {}
+    served = torch_windows()
+    for k, suffix in [(5, ""), (4, "_k4")]:
+        windows["train_img_per_s" + suffix], solvers[k] = train_window(k)
+        windows[f"train_img_per_s{suffix}_keras"], _ = train_window(k, fast=False)
+        if FLAGS.levers:
+            windows[f"train_img_per_s{suffix}_xla"], _ = train_window(k, jit_compile=True)
+        if served:
+            windows["torch_img_per_s" + suffix] = served[1][k]
+        results["flops_per_img" + suffix] = flops_per_image(solvers[k].generator,
+                                                            solvers[k].discriminator)
+    z = solvers[5].sample_z(FLAGS.batch_size, 0)
+    sample = tf.function(solvers[5].generator.sample)
+    windows["sample_img_per_s"] = timed(lambda: sample(z).numpy(), FLAGS.batch_size)
+    results.update(interleaved(windows))
+    if served:
+        served[0].stdin.close()
+        served[0].wait()
     results["peak_flops"], results["peak_flops_by_library"] = peak_flops()
     results["pipeline_img_per_s"] = pipeline_rate()
     rows = []
     for k, suffix in [(5, ""), (4, "_k4")]:
         ours = results["train_img_per_s" + suffix]
         results["roofline_frac" + suffix] = ours * results["flops_per_img" + suffix] / results["peak_flops"]
-        torch_ = results["torch_img_per_s" + suffix]
+        torch_ = results.get("torch_img_per_s" + suffix)
         results["vs_torch" + suffix] = torch_ and ours / torch_
         rows += [(f"train step, {k}x{k} kernels", ours,
                   f"{results['flops_per_img' + suffix] / 1e9:.2f} GFLOP/img, "
                   f"{100 * results['roofline_frac' + suffix]:.0f}% of peak"),
                  (f"  same, Keras' own conv layers", results[f"train_img_per_s{suffix}_keras"],
-                  f"fastconv: x{ours / results[f'train_img_per_s{suffix}_keras']:.2f}"),
-                 (f"  same, PyTorch", torch_,
+                  f"fastconv: x{ours / results[f'train_img_per_s{suffix}_keras']:.2f}")]
+        if FLAGS.levers:
+            xla = results[f"train_img_per_s{suffix}_xla"]
+            rows += [(f"  same, with XLA", xla, f"XLA: x{xla / ours:.2f}")]
+        rows += [(f"  same, PyTorch", torch_,
                   f"ours / PyTorch: {results['vs_torch' + suffix]:.2f}" if torch_ else "not installed")]
     rows += [("sampler (inference mode)", results["sample_img_per_s"], ""),
              ("input pipeline (TFRecords)", results["pipeline_img_per_s"], ""),

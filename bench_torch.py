@@ -10,6 +10,7 @@ update's fake batch (project's step, like the original, runs G forward again: ~8
 import argparse
 import json
 import statistics
+import sys
 import time
 
 import torch
@@ -31,7 +32,7 @@ def networks(k):
     return generator, discriminator
 
 
-def img_per_s(kernel_size, batch, windows, seconds):
+def make_step(kernel_size, batch):
     torch.manual_seed(0)
     generator, discriminator = networks(kernel_size)
     d_opt = torch.optim.Adam(discriminator.parameters(), 2e-4, betas=(0.5, 0.999))
@@ -51,16 +52,17 @@ def img_per_s(kernel_size, batch, windows, seconds):
         g_loss.backward()
         g_opt.step()
 
-    for _ in range(2):
+    for _ in range(2):  # warm-up
         step()
-    rates = []
-    for _ in range(windows):
-        steps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            step()
-            steps += 1
-        rates.append(steps * batch / (time.perf_counter() - start))
-    return statistics.median(rates)
+    return step
+
+
+def window(step, batch, seconds):
+    steps, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        step()
+        steps += 1
+    return steps * batch / (time.perf_counter() - start)
 
 
 if __name__ == "__main__":
@@ -69,6 +71,17 @@ if __name__ == "__main__":
     parser.add_argument("--batch_size", type=int, default=64)
     parser.add_argument("--windows", type=int, default=5)
     parser.add_argument("--window_seconds", type=float, default=6.0)
+    parser.add_argument("--serve", action="store_true",
+                        help="time one window per line read from stdin (bench.py interleaves them "
+                             "with its own), printing its images/s")
     a = parser.parse_args()
-    print(json.dumps({"img_per_s": img_per_s(a.kernel_size, a.batch_size, a.windows,
-                                             a.window_seconds), "torch": torch.__version__}))
+    steps = {k: make_step(k, a.batch_size) for k in ((4, 5) if a.serve else (a.kernel_size,))}
+    if a.serve:
+        print("ready", flush=True)
+        for line in sys.stdin:  # "KERNEL_SIZE SECONDS"
+            k, seconds = line.split()
+            print(window(steps[int(k)], a.batch_size, float(seconds)), flush=True)
+    else:
+        rates = [window(steps[a.kernel_size], a.batch_size, a.window_seconds)
+                 for _ in range(a.windows)]
+        print(json.dumps({"img_per_s": statistics.median(rates), "torch": torch.__version__}))

@@ -53,8 +53,8 @@ flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"]
                   "tf.distribute: one device; all local GPUs; or several machines (TF_CONFIG)")
 flags.DEFINE_enum("mixed_precision", "auto", ["auto", "float32", "mixed_float16", "mixed_bfloat16"],
                   "compute precision; auto: mixed_float16 on a GPU, float32 on a CPU")
-flags.DEFINE_bool("jit_compile", None, "compile the step with XLA (default: on a GPU only; on "
-                  "this project's CPU it made 5x5 kernels several times slower)")
+flags.DEFINE_bool("jit_compile", None, "compile each replica's step with XLA (default: on a "
+                  "GPU only; on the project's CPU its effect was within noise, see PERF.md)")
 FLAGS = flags.FLAGS
 
 

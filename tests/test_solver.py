@@ -141,3 +141,9 @@ def test_image_grid_places_image_i_at_row_i_div_cols():
         assert np.all(grid[r * 2:(r + 1) * 2, c * 3:(c + 1) * 3] == 20 * i)
     assert np.all(grid[4:, 6:] == 0)
     assert image_grid(np.ones((1, 2, 2, 3), np.float32)).max() == 255
+
+
+def test_train_step_is_traced_once(solver, real_batch):
+    for _ in range(3):
+        solver.train_step(real_batch)
+    assert solver.train_step.experimental_get_tracing_count() == 1
