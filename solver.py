@@ -52,8 +52,9 @@ class Solver:
             self.seed = tf.Variable(seed, dtype=tf.int64, trainable=False)  # resumes with the run
             # One z for every sample grid, so grids from different steps show the same faces.
             self.fixed_z = tf.Variable(self.sample_z(config.NUM_SAMPLES, -1), trainable=False)
-            arch = {**generator.arch, **discriminator.arch}
-            self.arch = tf.Variable(json.dumps(arch, sort_keys=True), trainable=False)
+        # Outside the strategy: a record for the checkpoint, and strings cannot be broadcast.
+        arch = {**generator.arch, **discriminator.arch}
+        self.arch = tf.Variable(json.dumps(arch, sort_keys=True), trainable=False)
         self.checkpoint = tf.train.Checkpoint(
             generator=generator, discriminator=discriminator, g_optimizer=self.g_optimizer,
             d_optimizer=self.d_optimizer, step=self.step, seed=self.seed, fixed_z=self.fixed_z,

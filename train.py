@@ -8,6 +8,7 @@ command again resumes from its latest checkpoint.
 """
 import os
 import sys
+import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow: errors only, no info or warnings
 
@@ -78,10 +79,8 @@ def make_run_dir(out_dir):
     """Create the run directory, or say plainly why it cannot be written."""
     try:
         os.makedirs(out_dir, exist_ok=True)
-        probe = os.path.join(out_dir, ".write_test")
-        with open(probe, "w"):
+        with tempfile.TemporaryFile(dir=out_dir):  # nameless: several workers may probe at once
             pass
-        os.remove(probe)
     except OSError as e:
         raise config.ConfigError(
             f"cannot write the run directory {out_dir} ({e.strerror}): choose another --out_dir") from None
@@ -148,8 +147,9 @@ def run():
     except tf.errors.DataLossError:  # only TFRecords have checksums to fail
         data_dir = FLAGS.data_dir or config.DATASETS["celeba"]["data_dir"]
         raise data.damaged_shard_error(data_dir) from None
-    print(f"Done at step {max_steps}: checkpoint {path}, samples in {out_dir}/samples, "
-          f"curves with: tensorboard --logdir {out_dir}/logs")
+    if solver.chief:
+        print(f"Done at step {max_steps}: checkpoint {path}, samples in {out_dir}/samples, "
+              f"curves with: tensorboard --logdir {out_dir}/logs")
 
 
 def parse_flags(argv):

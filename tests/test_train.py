@@ -1,6 +1,9 @@
 """train.py end to end, as a user runs it: real event files, PNGs, checkpoints, resume, errors."""
+import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 
@@ -148,3 +151,39 @@ def test_mirrored_strategy_trains_and_resumes_from_the_command_line(tmp_path):
     assert "1 replica(s), float32, XLA off" in first.stdout  # a CPU: one replica, no XLA
     second = train(*TINY, f"--out_dir={out}", "--max_steps=3", "--strategy=mirrored")
     assert second.returncode == 0 and "at step 2" in second.stdout and "step 3/3" in second.stdout
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_workers_train_as_one_process_and_only_the_chief_writes(tmp_path):
+    """--strategy multi_worker with two processes on this machine, joined by TF_CONFIG."""
+    cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(2)]}
+    args = [sys.executable, os.path.join(ROOT, "train.py"), *TINY, "--max_steps=4",
+            "--log_every=2", "--sample_every=2", "--checkpoint_every=2"]
+    workers = [subprocess.Popen(
+        args + [f"--out_dir={tmp_path}/workers", "--strategy=multi_worker"], cwd=ROOT,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster,
+                                                   "task": {"type": "worker", "index": i}})))
+               for i in range(2)]
+    outputs = [w.communicate(timeout=240) for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    chief, other = (out for out, _ in outputs)
+    assert "2 replica(s)" in chief and "step 4/4" in chief and "step 4/4" not in other
+    run = tmp_path / "workers"
+    assert len(os.listdir(run / "logs")) == 1 and not list(run.glob(".worker-*"))
+    assert sorted(os.listdir(run / "samples")) == ["step_0000002.png", "step_0000004.png"]
+    assert checkpoint_value(tf.train.latest_checkpoint(str(run / "checkpoints")), "step") == 4
+    # Two workers with 4 images each train as one process with all 8.
+    alone = train(*TINY, "--max_steps=4", "--log_every=4", f"--out_dir={tmp_path}/alone")
+    np.testing.assert_allclose(step_4_numbers(chief), step_4_numbers(alone.stdout), atol=2e-3)
+
+
+def step_4_numbers(stdout):
+    """The losses, D(x) and D(G(z)) of the progress line of step 4."""
+    line = stdout.split("step 4/4")[1].split("img/s")[0]
+    return [float(x) for x in re.findall(r"-?\d+\.\d+", line)]
