@@ -37,6 +37,7 @@ class Solver:
         self.generator, self.discriminator = generator, discriminator
         self.g_steps = g_steps
         self.strategy = strategy or tf.distribute.get_strategy()
+        self.chief = is_chief(self.strategy)  # writes logs, samples and checkpoints
         # Label smoothing (lab seed 002): real targets 1 - s; the two-sided form also lifts the
         # fake targets from 0 to s. The generator's own target stays 1.
         self.real_target = 1.0 - label_smoothing
@@ -133,17 +134,6 @@ class Solver:
                 for name, value in metrics.items()}
 
     # --- checkpoints --------------------------------------------------------------------------
-    @property
-    def chief(self):
-        """Whether this process writes logs, samples and checkpoints: the only process, or in a
-        multi-worker run the chief (or worker 0 when the cluster names no chief)."""
-        resolver = getattr(self.strategy, "cluster_resolver", None)
-        if resolver is None or not resolver.task_type:
-            return True
-        return resolver.task_type == "chief" or (
-            resolver.task_type == "worker" and resolver.task_id == 0
-            and "chief" not in resolver.cluster_spec().as_dict())
-
     def restore(self, out_dir):
         """Load the run directory's latest checkpoint, if it has one, and return its path.
 
@@ -227,6 +217,17 @@ class Solver:
         for v in self.generator.trainable_variables + self.discriminator.trainable_variables:
             tf.summary.histogram(v.path, v, step=step)
         save_png(grid, os.path.join(out_dir, "samples", f"step_{step:07d}.png"))
+
+
+def is_chief(strategy):
+    """The only process, or in a multi-worker run the chief (or worker 0 when the cluster names
+    no chief)."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.task_type:
+        return True
+    return resolver.task_type == "chief" or (
+        resolver.task_type == "worker" and resolver.task_id == 0
+        and "chief" not in resolver.cluster_spec().as_dict())
 
 
 class stop_requests:
