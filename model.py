@@ -78,6 +78,12 @@ class Discriminator(keras.Model):
         return self.net(images, training=training)[:, 0]
 
 
+def to_pixels(images):
+    """The generator's tanh range [-1, 1] -> uint8 pixels, rounding half to even (as np.rint)."""
+    images = tf.cast(images, tf.float32)
+    return tf.cast(tf.round(tf.clip_by_value((images + 1.0) * 127.5, 0.0, 255.0)), tf.uint8)
+
+
 def layers_of(network, kind):
     return [layer for layer in network.net.layers if isinstance(layer, kind)]
 

@@ -11,8 +11,11 @@ import tensorflow as tf
 from PIL import Image
 
 import config
+from model import Generator, to_pixels
 
 ARCH_KEY = "arch/.ATTRIBUTES/VARIABLE_VALUE"  # where the checkpoint keeps the architecture
+STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"
+RUN_FLAGS = "flags.json"  # train.py's flags, in the run directory
 
 
 def cross_entropy(target, logits):
@@ -212,11 +215,34 @@ class Solver:
 
     def write_samples(self, out_dir, step):
         """The sampler's output on the fixed z: a TensorBoard image, a PNG and histograms."""
-        grid = image_grid(tf.cast(self.generator.sample(self.fixed_z), tf.float32).numpy())
+        grid = image_grid(to_pixels(self.generator.sample(self.fixed_z)).numpy())
         tf.summary.image("samples", grid[None], step=step)
         for v in self.generator.trainable_variables + self.discriminator.trainable_variables:
             tf.summary.histogram(v.path, v, step=step)
         save_png(grid, os.path.join(out_dir, "samples", f"step_{step:07d}.png"))
+
+
+def load_generator(out_dir, checkpoint=None):
+    """The generator of a run directory's latest checkpoint (or of checkpoint), and its step.
+
+    Built from the architecture the checkpoint records, so no training flag has to be repeated.
+    """
+    path = checkpoint or tf.train.latest_checkpoint(os.path.join(out_dir, "checkpoints"))
+    if path is None:
+        raise config.ConfigError(f"no checkpoint in {os.path.join(out_dir, 'checkpoints')}: train "
+                                 f"first (python train.py --out_dir {out_dir}) or pass --checkpoint")
+    try:
+        reader = tf.train.load_checkpoint(path)
+        arch = json.loads(reader.get_tensor(ARCH_KEY))
+        step = int(reader.get_tensor(STEP_KEY))
+    except (tf.errors.OpError, ValueError) as e:
+        raise config.ConfigError(f"cannot read checkpoint {path} ({type(e).__name__}): "
+                                 "pass a checkpoint that train.py wrote") from None
+    generator = Generator(arch["image_size"], arch["channels"], arch["z_dim"], arch["gf_dim"],
+                          arch["kernel_size"])
+    status = tf.train.Checkpoint(generator=generator).restore(path).expect_partial()
+    status.assert_existing_objects_matched()  # every generator variable came from the file
+    return generator, step
 
 
 def is_chief(strategy):
@@ -262,19 +288,29 @@ def format_duration(seconds):
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
 
 
-def image_grid(images):
-    """[N, H, W, C] floats in [-1, 1] -> one uint8 image of a near-square grid, black padded."""
-    n, h, w, c = images.shape
-    cols = math.ceil(math.sqrt(n))
+def image_grid(pixels, cols=None):
+    """uint8 [N, H, W, C] -> one uint8 image, rows of cols images (default: a near-square grid),
+    the last row padded with black."""
+    n, h, w, c = pixels.shape
+    cols = cols or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
-    pixels = np.clip(np.rint((images + 1.0) * 127.5), 0, 255).astype(np.uint8)
     pixels = np.concatenate([pixels, np.zeros((rows * cols - n, h, w, c), np.uint8)])
     return pixels.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
 
 
 def save_png(grid, path):
     """Write atomically, so a reader never sees half a PNG."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
     tmp = path + ".tmp"
     Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def save_json(values, path):
+    """Write atomically, as save_png."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(values, f, indent=2, sort_keys=True)
+        f.write("\n")
     os.replace(tmp, path)

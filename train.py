@@ -19,7 +19,7 @@ from absl import app, flags, logging
 import config
 import data
 from model import Discriminator, Generator, count_params
-from solver import Solver
+from solver import RUN_FLAGS, Solver, save_json
 
 flags.DEFINE_string("dataset", "celeba", f"one of {', '.join(config.DATASETS)}, or tfds:NAME")
 flags.DEFINE_string("data_dir", None, "where the dataset lives (default: the dataset's own)")
@@ -134,6 +134,10 @@ def run():
               "pass a larger --max_steps to train on.")
         return
     make_run_dir(out_dir)
+    if solver.chief:  # how the run was made, for evaluate.py (which real images) and for people
+        flag_values = {f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])}
+        save_json({**flag_values, "image_size": images.image_size},
+                  os.path.join(out_dir, RUN_FLAGS))
     print(f"DCGAN on {FLAGS.dataset}: {images.count} images of {images.image_size}x"
           f"{images.image_size}x{images.channels}, {steps_per_epoch} steps per epoch of batch "
           f"{FLAGS.batch_size}; generator {count_params(generator):,} and discriminator "

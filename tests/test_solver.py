@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import config
 from conftest import snapshot, tiny_models
+from model import to_pixels
 from solver import Solver, cross_entropy, image_grid
 
 
@@ -131,16 +132,23 @@ def test_checkpoint_keeps_the_architecture(tmp_path):
     assert saved == dict(image_size=16, channels=3, z_dim=16, gf_dim=8, df_dim=8, kernel_size=5)
 
 
-def test_image_grid_places_image_i_at_row_i_div_cols():
-    n, cols = 10, 4  # 10 images -> 4 columns, 3 rows, 2 black cells
-    images = np.stack([np.full((2, 3, 1), 20 * i / 127.5 - 1, np.float32) for i in range(n)])
-    grid = image_grid(images)
-    assert grid.shape == (3 * 2, 4 * 3, 1) and grid.dtype == np.uint8
+@pytest.mark.parametrize("cols, expected_cols", [(None, 4), (3, 3)])
+def test_image_grid_places_image_i_at_row_i_div_cols(cols, expected_cols):
+    n = 10  # by default 10 images -> 4 columns, 3 rows, 2 black cells
+    images = np.stack([np.full((2, 3, 1), 20 * i, np.uint8) for i in range(1, n + 1)])
+    grid = image_grid(images, cols)
+    rows = -(-n // expected_cols)
+    assert grid.shape == (rows * 2, expected_cols * 3, 1) and grid.dtype == np.uint8
     for i in range(n):
-        r, c = divmod(i, cols)
-        assert np.all(grid[r * 2:(r + 1) * 2, c * 3:(c + 1) * 3] == 20 * i)
-    assert np.all(grid[4:, 6:] == 0)
-    assert image_grid(np.ones((1, 2, 2, 3), np.float32)).max() == 255
+        r, c = divmod(i, expected_cols)
+        assert np.all(grid[r * 2:(r + 1) * 2, c * 3:(c + 1) * 3] == 20 * (i + 1))
+    r, c = divmod(n, expected_cols)
+    assert np.all(grid[r * 2:, c * 3:] == 0)
+
+
+def test_to_pixels_maps_the_tanh_range_onto_uint8():
+    images = tf.constant([-2.0, -1.0, 0.0, 1.0, 3.0])  # 0.0 -> 127.5, rounded half to even
+    np.testing.assert_array_equal(to_pixels(images), [0, 0, 128, 255, 255])
 
 
 def test_train_step_is_traced_once(solver, real_batch):
