@@ -241,7 +241,11 @@ def load_generator(out_dir, checkpoint=None):
     generator = Generator(arch["image_size"], arch["channels"], arch["z_dim"], arch["gf_dim"],
                           arch["kernel_size"])
     status = tf.train.Checkpoint(generator=generator).restore(path).expect_partial()
-    status.assert_existing_objects_matched()  # every generator variable came from the file
+    try:
+        status.assert_existing_objects_matched()  # every generator variable came from the file
+    except AssertionError:
+        raise config.ConfigError(f"checkpoint {path} does not hold this project's generator "
+                                 "(made by another version of the code?): train a new run") from None
     return generator, step
 
 

@@ -1,0 +1,83 @@
+"""Export a run's generator as a TensorFlow SavedModel: z in, uint8 images out.
+
+    python export.py --out_dir runs/mnist --export_dir exports/mnist
+
+The SavedModel needs TensorFlow only, not this project's code:
+
+    generator = tf.saved_model.load("exports/mnist").signatures["serving_default"]
+    images = generator(z=tf.random.uniform((16, 100), -1, 1))["images"]  # uint8 [16, 28, 28, 1]
+
+It is the inference-mode sampler (batch norm with its moving statistics), so each image depends
+on its own z only, and it gives the same pixels as sample.py for the same z.
+"""
+import os
+import shutil
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import tensorflow as tf
+from absl import app, flags, logging
+
+import config
+from model import to_pixels
+from solver import load_generator
+
+flags.DEFINE_string("out_dir", None, "run directory that train.py wrote")
+flags.DEFINE_string("checkpoint", None, "a checkpoint to export instead of the run's latest")
+flags.DEFINE_string("export_dir", None, "where to write the SavedModel (must not exist yet)")
+FLAGS = flags.FLAGS
+
+
+def export(generator, export_dir):
+    """Write the SavedModel under a temporary name and rename it, so a reader (a model server
+    watching the folder) never finds half of one."""
+    z_dim = generator.arch["z_dim"]
+
+    @tf.function(input_signature=[tf.TensorSpec([None, z_dim], tf.float32, name="z")])
+    def serve(z):
+        return {"images": to_pixels(generator.sample(z))}
+
+    module = tf.Module()
+    module.generator = generator  # tracked, so its variables are saved with the function
+    module.serve = serve
+    tmp = export_dir.rstrip("/") + ".tmp"
+    shutil.rmtree(tmp, ignore_errors=True)  # left by an export that was cut short
+    tf.saved_model.save(module, tmp, signatures={"serving_default": serve})
+    os.replace(tmp, export_dir)
+
+
+def run():
+    if not FLAGS.out_dir or not FLAGS.export_dir:
+        raise config.ConfigError("--out_dir (a run of train.py) and --export_dir are required")
+    if os.path.exists(FLAGS.export_dir):
+        raise config.ConfigError(f"{FLAGS.export_dir} already exists: choose another --export_dir "
+                                 "or delete it first")
+    generator, step = load_generator(FLAGS.out_dir, FLAGS.checkpoint)
+    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.export_dir)), exist_ok=True)
+    export(generator, FLAGS.export_dir)
+    arch = generator.arch
+    print(f"Exported the generator at step {step} to {FLAGS.export_dir}: serving_default takes "
+          f"z (float32 [None, {arch['z_dim']}], U(-1, 1) as in training) and returns images "
+          f"(uint8 [None, {arch['image_size']}, {arch['image_size']}, {arch['channels']}]).")
+
+
+def parse_flags(argv):
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        sys.exit(f"export.py: error: {e}: see python export.py --helpshort")
+
+
+def main(argv):
+    logging.set_verbosity(logging.WARNING)
+    if len(argv) > 1:
+        sys.exit(f"export.py: error: unexpected arguments {argv[1:]}: flags take the form --name=value")
+    try:
+        run()
+    except config.ConfigError as e:
+        sys.exit(f"export.py: error: {e}")
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)

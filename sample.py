@@ -1,0 +1,209 @@
+"""Look at what a generator learned: sample grids, walks in z, and the paper's vector arithmetic.
+
+    python sample.py --out_dir runs/mnist                      # 64 samples: grid PNG + their z
+    python sample.py --out_dir runs/mnist --mode interpolate   # rows walking from z to z, PNG + GIF
+    python sample.py --out_dir runs/mnist --mode arithmetic --a 3,17,40 --b 5,9,22 --c 1,8,30
+
+Every image comes from the generator in inference mode (Generator.sample, the seminar's quiz), so
+an image depends on its own z only. Files go to RUN/generated/, named by mode and seed; the same
+command writes the same bytes.
+"""
+import math
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+from absl import app, flags, logging
+from PIL import Image
+
+import config
+from model import to_pixels
+from solver import image_grid, load_generator, save_png
+
+flags.DEFINE_string("out_dir", None, "run directory that train.py wrote")
+flags.DEFINE_string("checkpoint", None, "a checkpoint to use instead of the run's latest")
+flags.DEFINE_enum("mode", "grid", ["grid", "interpolate", "arithmetic"],
+                  "grid: N samples; interpolate: walks between pairs of z; arithmetic: a - b + c")
+flags.DEFINE_integer("seed", 0, "seed for z (and for the arithmetic's perturbations)")
+flags.DEFINE_integer("num_samples", config.NUM_SAMPLES, "grid: how many samples")
+flags.DEFINE_integer("pairs", 8, "interpolate: how many walks (rows)")
+flags.DEFINE_integer("steps", 10, "interpolate: images per walk, both ends included")
+flags.DEFINE_enum("interpolation", "slerp", ["slerp", "linear"],
+                  "interpolate: along the great circle (slerp) or the straight line")
+flags.DEFINE_list("indices", None, "interpolate: walk between these samples of the seed's grid, "
+                  "taken in pairs (for example 3,17,40,5); default: fresh z")
+flags.DEFINE_list("a", None, "arithmetic: indices into the seed's grid, averaged (the paper "
+                  "averages 3), e.g. smiling woman")
+flags.DEFINE_list("b", None, "arithmetic: indices subtracted, e.g. neutral woman")
+flags.DEFINE_list("c", None, "arithmetic: indices added, e.g. neutral man")
+flags.DEFINE_float("noise", 0.25, "arithmetic: perturbations of the result by U(-noise, noise), "
+                   "as in the paper's figure 7")
+flags.DEFINE_integer("batch_size", 256, "images generated at once (any N fits in memory)")
+FLAGS = flags.FLAGS
+
+PERTURBATIONS = 8  # the paper's figure 7 shows the result and 8 perturbations of it
+
+
+def draw_z(n, z_dim, seed):
+    """z ~ U(-1, 1), as in training. The first n rows are the same for any larger n, so a walk's
+    ends are samples of the grid of the same seed."""
+    return np.random.default_rng(seed).uniform(-1.0, 1.0, (n, z_dim)).astype(np.float32)
+
+
+def generate(generator, z, batch_size):
+    """uint8 images of the sampler, batch by batch."""
+    return np.concatenate([to_pixels(generator.sample(z[i:i + batch_size])).numpy()
+                           for i in range(0, len(z), batch_size)])
+
+
+def slerp(a, b, t):
+    """Spherical interpolation (Shoemake 1985; White 2016 for GAN latents): it keeps the norm
+    that z of many dimensions concentrate at, which the straight line shrinks midway."""
+    a64, b64 = a.astype(np.float64), b.astype(np.float64)
+    cos = np.dot(a64, b64) / (np.linalg.norm(a64) * np.linalg.norm(b64))
+    omega = np.arccos(np.clip(cos, -1.0, 1.0))
+    if np.sin(omega) < 1e-6:  # (anti)parallel: the circle is not defined, the line is
+        return lerp(a, b, t)
+    return ((np.sin((1 - t) * omega) * a64 + np.sin(t * omega) * b64) / np.sin(omega)).astype(np.float32)
+
+
+def lerp(a, b, t):
+    return ((1 - t) * a.astype(np.float64) + t * b.astype(np.float64)).astype(np.float32)
+
+
+def grid_z_path(sample_dir, seed):
+    return os.path.join(sample_dir, f"grid_seed{seed}.npy")
+
+
+def load_grid_z(sample_dir, seed, indices, flag):
+    """The z of the named samples of the seed's saved grid."""
+    path = grid_z_path(sample_dir, seed)
+    if not os.path.isfile(path):
+        raise config.ConfigError(f"{path} not found: make that grid first with "
+                                 f"python sample.py --mode grid --seed {seed}")
+    z = np.load(path)
+    try:
+        indices = [int(i) for i in indices]
+    except ValueError:
+        raise config.ConfigError(f"--{flag} takes sample numbers, such as 3,17,40") from None
+    bad = [i for i in indices if not 0 <= i < len(z)]
+    if bad:
+        raise config.ConfigError(f"--{flag} {bad[0]} is not a sample of {path}: "
+                                 f"use 0 to {len(z) - 1}")
+    return z[indices]
+
+
+def save_npy(array, path):
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        np.save(f, array)
+    os.replace(tmp, path)
+
+
+def save_gif(frames, path, ms_per_frame=120):
+    """An animated GIF that loops, written atomically as save_png."""
+    images = [Image.fromarray(f[..., 0] if f.shape[-1] == 1 else f) for f in frames]
+    tmp = path + ".tmp"
+    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
+                   duration=ms_per_frame, loop=0)
+    os.replace(tmp, path)
+
+
+def grid(generator, sample_dir, seed, num_samples, batch_size=256):
+    z = draw_z(num_samples, generator.arch["z_dim"], seed)
+    cols = math.ceil(math.sqrt(len(z)))
+    path = os.path.join(sample_dir, f"grid_seed{seed}.png")
+    save_png(image_grid(generate(generator, z, batch_size), cols), path)
+    save_npy(z, grid_z_path(sample_dir, seed))
+    return [path, grid_z_path(sample_dir, seed),
+            f"(sample i is at row i // {cols}, column i % {cols}, counting from 0)"]
+
+
+def interpolate(generator, sample_dir, seed, pairs, steps, interpolation="slerp", indices=None,
+                batch_size=256):
+    """Walks between pairs of z: those of the seed's grid that indices names, or fresh ones."""
+    if indices:
+        if len(indices) % 2:
+            raise config.ConfigError("--indices takes pairs: give an even number of samples")
+        ends = load_grid_z(sample_dir, seed, indices, "indices")
+    else:
+        ends = draw_z(2 * pairs, generator.arch["z_dim"], seed)
+    path_between = slerp if interpolation == "slerp" else lerp
+    ts = np.linspace(0.0, 1.0, steps)
+    z = np.stack([path_between(a, b, t) for a, b in zip(ends[0::2], ends[1::2]) for t in ts])
+    pixels = generate(generator, z, batch_size)
+    name = os.path.join(sample_dir, f"interpolate_{interpolation}_seed{seed}")
+    save_png(image_grid(pixels, steps), name + ".png")  # one walk per row
+    walks = pixels.reshape(len(ends) // 2, steps, *pixels.shape[1:])
+    frames = [image_grid(walks[:, t]) for t in range(steps)]
+    save_gif(frames + frames[-2:0:-1], name + ".gif")  # there and back, so the loop is smooth
+    return [name + ".png", name + ".gif"]
+
+
+def arithmetic(generator, sample_dir, seed, a, b, c, noise=0.25, batch_size=256):
+    """The paper's figure 7: the mean z of each group (a, b, c: sample numbers of the seed's
+    grid), then a - b + c and its perturbations."""
+    if not (a and b and c):
+        raise config.ConfigError("--mode arithmetic needs --a, --b and --c: sample numbers from "
+                                 f"the grid of --seed {seed} (python sample.py --mode grid)")
+    groups = [load_grid_z(sample_dir, seed, indices, flag)
+              for indices, flag in [(a, "a"), (b, "b"), (c, "c")]]
+    means = [g.mean(axis=0) for g in groups]
+    result = means[0] - means[1] + means[2]
+    noise = np.random.default_rng(seed).uniform(-noise, noise, (PERTURBATIONS, len(result)))
+    answer = np.concatenate([result[None], result + noise]).astype(np.float32)
+    # Rows: each group's samples then its mean; last row: the result and its perturbations.
+    rows = [np.concatenate([g, m[None]]) for g, m in zip(groups, means)] + [answer]
+    cols = max(len(r) for r in rows)
+    images = [generate(generator, r, batch_size) for r in rows]
+    blank = np.zeros_like(images[0][:1])
+    padded = np.concatenate([np.concatenate([im] + [blank] * (cols - len(im))) for im in images])
+    name = os.path.join(sample_dir, f"arithmetic_seed{seed}")
+    save_png(image_grid(padded, cols), name + ".png")
+    save_npy(answer, name + ".npy")
+    return [name + ".png", name + ".npy"]
+
+
+def run():
+    if not FLAGS.out_dir:
+        raise config.ConfigError("--out_dir is required: the run directory that train.py wrote")
+    for name in ("num_samples", "pairs", "batch_size"):
+        if FLAGS[name].value <= 0:
+            raise config.ConfigError(f"--{name} must be a positive number, not {FLAGS[name].value}")
+    if FLAGS.steps < 2:
+        raise config.ConfigError("--steps must be at least 2 (the two ends)")
+    generator, step = load_generator(FLAGS.out_dir, FLAGS.checkpoint)
+    sample_dir = os.path.join(FLAGS.out_dir, "generated")
+    os.makedirs(sample_dir, exist_ok=True)
+    if FLAGS.mode == "grid":
+        written = grid(generator, sample_dir, FLAGS.seed, FLAGS.num_samples, FLAGS.batch_size)
+    elif FLAGS.mode == "interpolate":
+        written = interpolate(generator, sample_dir, FLAGS.seed, FLAGS.pairs, FLAGS.steps,
+                              FLAGS.interpolation, FLAGS.indices, FLAGS.batch_size)
+    else:
+        written = arithmetic(generator, sample_dir, FLAGS.seed, FLAGS.a, FLAGS.b, FLAGS.c,
+                             FLAGS.noise, FLAGS.batch_size)
+    print(f"{FLAGS.mode} from the generator at step {step}: " + " ".join(written))
+
+
+def parse_flags(argv):
+    try:
+        return FLAGS(argv)
+    except flags.Error as e:
+        sys.exit(f"sample.py: error: {e}: see python sample.py --helpshort")
+
+
+def main(argv):
+    logging.set_verbosity(logging.WARNING)
+    if len(argv) > 1:
+        sys.exit(f"sample.py: error: unexpected arguments {argv[1:]}: flags take the form --name=value")
+    try:
+        run()
+    except config.ConfigError as e:
+        sys.exit(f"sample.py: error: {e}")
+
+
+if __name__ == "__main__":
+    app.run(main, flags_parser=parse_flags)
