@@ -11,9 +11,10 @@ import data
 
 
 def test_mnist_is_5000_real_digits_bundled():
-    digits = data.mnist_images()
+    digits, labels = data.mnist_digits()
     assert digits.shape == (5000, 28, 28, 1) and digits.dtype == np.uint8
     assert digits.max() == 255 and np.mean(digits == 0) > 0.7  # white strokes on black
+    np.testing.assert_array_equal(np.bincount(labels), [500] * 10)
 
 
 def test_mnist_batches_are_in_tanh_range():
