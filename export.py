@@ -54,8 +54,13 @@ def run():
         raise config.ConfigError(f"{FLAGS.export_dir} already exists: choose another --export_dir "
                                  "or delete it first")
     generator, step = load_generator(FLAGS.out_dir, FLAGS.checkpoint)
-    os.makedirs(os.path.dirname(os.path.abspath(FLAGS.export_dir)), exist_ok=True)
-    export(generator, FLAGS.export_dir)
+    try:
+        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.export_dir)), exist_ok=True)
+        export(generator, FLAGS.export_dir)
+    except (OSError, tf.errors.OpError) as e:
+        reason = getattr(e, "strerror", None) or type(e).__name__
+        raise config.ConfigError(f"cannot write {FLAGS.export_dir} ({reason}): "
+                                 "choose another --export_dir") from None
     arch = generator.arch
     print(f"Exported the generator at step {step} to {FLAGS.export_dir}: serving_default takes "
           f"z (float32 [None, {arch['z_dim']}], U(-1, 1) as in training) and returns images "

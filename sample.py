@@ -176,7 +176,10 @@ def run():
         raise config.ConfigError("--steps must be at least 2 (the two ends)")
     generator, step = load_generator(FLAGS.out_dir, FLAGS.checkpoint)
     sample_dir = os.path.join(FLAGS.out_dir, "generated")
-    os.makedirs(sample_dir, exist_ok=True)
+    try:
+        os.makedirs(sample_dir, exist_ok=True)
+    except OSError as e:
+        raise config.ConfigError(f"cannot write {sample_dir} ({e.strerror})") from None
     if FLAGS.mode == "grid":
         written = grid(generator, sample_dir, FLAGS.seed, FLAGS.num_samples, FLAGS.batch_size)
     elif FLAGS.mode == "interpolate":
