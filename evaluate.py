@@ -17,7 +17,6 @@ eval/kid_FEATURES at the checkpoint's step, in RUN/logs).
 """
 import json
 import os
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow: errors only, no info or warnings
@@ -25,9 +24,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow: errors only, n
 import keras
 import numpy as np
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import flags
 
 import classifier
+import cli
 import config
 import data
 from model import to_pixels
@@ -45,18 +45,6 @@ INCEPTION_URL = ("https://storage.googleapis.com/tensorflow/keras-applications/i
                  + INCEPTION_WEIGHTS)
 INCEPTION_MD5 = "bcbd6486424b2319ff4ef7d526e38f63"  # what Keras checks the file against
 
-flags.DEFINE_string("out_dir", None, "run directory to evaluate (as train.py's --out_dir)")
-flags.DEFINE_string("checkpoint", None, "checkpoint to evaluate (default: the run's latest)")
-flags.DEFINE_string("features", "inception", "feature network: inception (ImageNet InceptionV3, "
-                    "downloaded once), mnist (classifier.py's digit classifier, trained on first "
-                    "use), or a PATH.keras whose output is one feature vector per image")
-flags.DEFINE_integer("num_samples", NUM_SAMPLES, "real and generated images, each (at most the "
-                     "dataset's size)")
-flags.DEFINE_integer("batch_size", 100, "images per batch through the networks")
-flags.DEFINE_string("dataset", None, "the real images (default: the run's, from its flags.json)")
-flags.DEFINE_string("data_dir", None, "where the real images live (default: the run's, else "
-                    "the dataset's own)")
-flags.DEFINE_integer("seed", 0, "seed for z, the real images' order and KID's subsets")
 FLAGS = flags.FLAGS
 
 
@@ -361,25 +349,23 @@ def run():
           f"({format_duration(time.perf_counter() - start)} in all).")
 
 
-def parse_flags(argv):
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        sys.exit(f"evaluate.py: error: {e}: see python evaluate.py --helpshort")
-
-
-def main(argv):
-    logging.set_verbosity(logging.WARNING)  # TensorFlow's checkpoint chatter
-    if len(argv) > 1:
-        sys.exit(f"evaluate.py: error: unexpected arguments {argv[1:]}: flags take the form "
-                 "--name=value")
-    try:
-        run()
-    except config.ConfigError as e:
-        sys.exit(f"evaluate.py: error: {e}")
-    except KeyboardInterrupt:
-        sys.exit(130)
+def define_flags():
+    """Defined when run as a command, not on import: the tests import sample.py and
+    evaluate.py into one process, and absl allows each flag name once."""
+    flags.DEFINE_string("out_dir", None, "run directory to evaluate (as train.py's --out_dir)")
+    flags.DEFINE_string("checkpoint", None, "checkpoint to evaluate (default: the run's latest)")
+    flags.DEFINE_string("features", "inception", "feature network: inception (ImageNet InceptionV3, "
+                        "downloaded once), mnist (classifier.py's digit classifier, trained on first "
+                        "use), or a PATH.keras whose output is one feature vector per image")
+    flags.DEFINE_integer("num_samples", NUM_SAMPLES, "real and generated images, each (at most the "
+                         "dataset's size)")
+    flags.DEFINE_integer("batch_size", 100, "images per batch through the networks")
+    flags.DEFINE_string("dataset", None, "the real images (default: the run's, from its flags.json)")
+    flags.DEFINE_string("data_dir", None, "where the real images live (default: the run's, else "
+                        "the dataset's own)")
+    flags.DEFINE_integer("seed", 0, "seed for z, the real images' order and KID's subsets")
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    define_flags()
+    cli.main(run)

@@ -12,20 +12,17 @@ on its own z only, and it gives the same pixels as sample.py for the same z.
 """
 import os
 import shutil
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import flags
 
+import cli
 import config
 from model import to_pixels
 from solver import load_generator
 
-flags.DEFINE_string("out_dir", None, "run directory that train.py wrote")
-flags.DEFINE_string("checkpoint", None, "a checkpoint to export instead of the run's latest")
-flags.DEFINE_string("export_dir", None, "where to write the SavedModel (must not exist yet)")
 FLAGS = flags.FLAGS
 
 
@@ -67,22 +64,13 @@ def run():
           f"(uint8 [None, {arch['image_size']}, {arch['image_size']}, {arch['channels']}]).")
 
 
-def parse_flags(argv):
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        sys.exit(f"export.py: error: {e}: see python export.py --helpshort")
-
-
-def main(argv):
-    logging.set_verbosity(logging.WARNING)
-    if len(argv) > 1:
-        sys.exit(f"export.py: error: unexpected arguments {argv[1:]}: flags take the form --name=value")
-    try:
-        run()
-    except config.ConfigError as e:
-        sys.exit(f"export.py: error: {e}")
+def define_flags():
+    """Defined when run as a command, not on import, as in sample.py and evaluate.py."""
+    flags.DEFINE_string("out_dir", None, "run directory that train.py wrote")
+    flags.DEFINE_string("checkpoint", None, "a checkpoint to export instead of the run's latest")
+    flags.DEFINE_string("export_dir", None, "where to write the SavedModel (must not exist yet)")
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    define_flags()
+    cli.main(run)

@@ -10,37 +10,18 @@ command writes the same bytes.
 """
 import math
 import os
-import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags
 from PIL import Image
 
+import cli
 import config
 from model import to_pixels
 from solver import image_grid, load_generator, save_png
 
-flags.DEFINE_string("out_dir", None, "run directory that train.py wrote")
-flags.DEFINE_string("checkpoint", None, "a checkpoint to use instead of the run's latest")
-flags.DEFINE_enum("mode", "grid", ["grid", "interpolate", "arithmetic"],
-                  "grid: N samples; interpolate: walks between pairs of z; arithmetic: a - b + c")
-flags.DEFINE_integer("seed", 0, "seed for z (and for the arithmetic's perturbations)")
-flags.DEFINE_integer("num_samples", config.NUM_SAMPLES, "grid: how many samples")
-flags.DEFINE_integer("pairs", 8, "interpolate: how many walks (rows)")
-flags.DEFINE_integer("steps", 10, "interpolate: images per walk, both ends included")
-flags.DEFINE_enum("interpolation", "slerp", ["slerp", "linear"],
-                  "interpolate: along the great circle (slerp) or the straight line")
-flags.DEFINE_list("indices", None, "interpolate: walk between these samples of the seed's grid, "
-                  "taken in pairs (for example 3,17,40,5); default: fresh z")
-flags.DEFINE_list("a", None, "arithmetic: indices into the seed's grid, averaged (the paper "
-                  "averages 3), e.g. smiling woman")
-flags.DEFINE_list("b", None, "arithmetic: indices subtracted, e.g. neutral woman")
-flags.DEFINE_list("c", None, "arithmetic: indices added, e.g. neutral man")
-flags.DEFINE_float("noise", 0.25, "arithmetic: perturbations of the result by U(-noise, noise), "
-                   "as in the paper's figure 7")
-flags.DEFINE_integer("batch_size", 256, "images generated at once (any N fits in memory)")
 FLAGS = flags.FLAGS
 
 PERTURBATIONS = 8  # the paper's figure 7 shows the result and 8 perturbations of it
@@ -191,22 +172,30 @@ def run():
     print(f"{FLAGS.mode} from the generator at step {step}: " + " ".join(written))
 
 
-def parse_flags(argv):
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        sys.exit(f"sample.py: error: {e}: see python sample.py --helpshort")
-
-
-def main(argv):
-    logging.set_verbosity(logging.WARNING)
-    if len(argv) > 1:
-        sys.exit(f"sample.py: error: unexpected arguments {argv[1:]}: flags take the form --name=value")
-    try:
-        run()
-    except config.ConfigError as e:
-        sys.exit(f"sample.py: error: {e}")
+def define_flags():
+    """Defined when run as a command, not on import: the tests import sample.py and
+    evaluate.py into one process, and absl allows each flag name once."""
+    flags.DEFINE_string("out_dir", None, "run directory that train.py wrote")
+    flags.DEFINE_string("checkpoint", None, "a checkpoint to use instead of the run's latest")
+    flags.DEFINE_enum("mode", "grid", ["grid", "interpolate", "arithmetic"],
+                      "grid: N samples; interpolate: walks between pairs of z; arithmetic: a - b + c")
+    flags.DEFINE_integer("seed", 0, "seed for z (and for the arithmetic's perturbations)")
+    flags.DEFINE_integer("num_samples", config.NUM_SAMPLES, "grid: how many samples")
+    flags.DEFINE_integer("pairs", 8, "interpolate: how many walks (rows)")
+    flags.DEFINE_integer("steps", 10, "interpolate: images per walk, both ends included")
+    flags.DEFINE_enum("interpolation", "slerp", ["slerp", "linear"],
+                      "interpolate: along the great circle (slerp) or the straight line")
+    flags.DEFINE_list("indices", None, "interpolate: walk between these samples of the seed's grid, "
+                      "taken in pairs (for example 3,17,40,5); default: fresh z")
+    flags.DEFINE_list("a", None, "arithmetic: indices into the seed's grid, averaged (the paper "
+                      "averages 3), e.g. smiling woman")
+    flags.DEFINE_list("b", None, "arithmetic: indices subtracted, e.g. neutral woman")
+    flags.DEFINE_list("c", None, "arithmetic: indices added, e.g. neutral man")
+    flags.DEFINE_float("noise", 0.25, "arithmetic: perturbations of the result by U(-noise, noise), "
+                       "as in the paper's figure 7")
+    flags.DEFINE_integer("batch_size", 256, "images generated at once (any N fits in memory)")
 
 
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    define_flags()
+    cli.main(run)

@@ -14,8 +14,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow: errors only, n
 
 import keras
 import tensorflow as tf
-from absl import app, flags, logging
+from absl import flags
 
+import cli
 import config
 import data
 from model import Discriminator, Generator, count_params
@@ -156,24 +157,5 @@ def run():
               f"curves with: tensorboard --logdir {out_dir}/logs")
 
 
-def parse_flags(argv):
-    try:
-        return FLAGS(argv)
-    except flags.Error as e:
-        sys.exit(f"train.py: error: {e}: see python train.py --helpshort")
-
-
-def main(argv):
-    logging.set_verbosity(logging.WARNING)  # TensorFlow's checkpoint chatter
-    if len(argv) > 1:
-        sys.exit(f"train.py: error: unexpected arguments {argv[1:]}: flags take the form --name=value")
-    try:
-        run()
-    except config.ConfigError as e:
-        sys.exit(f"train.py: error: {e}")
-    except KeyboardInterrupt:
-        sys.exit(130)
-
-
 if __name__ == "__main__":
-    app.run(main, flags_parser=parse_flags)
+    cli.main(run)
