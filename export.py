@@ -13,12 +13,11 @@ on its own z only, and it gives the same pixels as sample.py for the same z.
 import os
 import shutil
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import cli  # first: it sets up TensorFlow's environment before TensorFlow loads
 
 import tensorflow as tf
 from absl import flags
 
-import cli
 import config
 from model import to_pixels
 from solver import load_generator

@@ -11,13 +11,12 @@ command writes the same bytes.
 import math
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+import cli  # first: it sets up TensorFlow's environment before TensorFlow loads
 
 import numpy as np
 from absl import flags
 from PIL import Image
 
-import cli
 import config
 from model import to_pixels
 from solver import image_grid, load_generator, save_png

@@ -10,13 +10,12 @@ import os
 import sys
 import tempfile
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow: errors only, no info or warnings
+import cli  # first: it sets up TensorFlow's environment before TensorFlow loads
 
 import keras
 import tensorflow as tf
 from absl import flags
 
-import cli
 import config
 import data
 from model import Discriminator, Generator, count_params

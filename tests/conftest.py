@@ -1,6 +1,4 @@
-import os
-
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # as train.py and prepro.py set it
+import cli  # noqa: F401 (first: TensorFlow's environment, as the commands set it)
 
 import keras
 import numpy as np
