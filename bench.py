@@ -101,13 +101,13 @@ def flops_per_image(generator, discriminator):
     first layer's input gradient (of images or z), and D's weight gradients in the G update.
 
     D update: G forward, D forward and backward on the real and on the fake batch.
-    G update: G forward, D forward, D input gradients, G backward.
+    G update: D forward, D input gradients, G backward (G's forward is the D update's).
     """
     g, d = layer_flops(generator), layer_flops(discriminator)
     g_forward, d_forward = sum(f for f, _ in g), sum(f for f, _ in d)
     g_first, d_first = g[0][0], d[0][0]
     d_update = g_forward + 2 * d_forward + 2 * (2 * d_forward - d_first)
-    g_update = g_forward + d_forward + d_forward + (2 * g_forward - g_first)
+    g_update = d_forward + d_forward + (2 * g_forward - g_first)
     return d_update + g_update
 
 

@@ -3,7 +3,8 @@
 Same architecture as model.py at 64x64 (linear projection to 4x4x512, stride-2 (transposed)
 convolutions with biases, batch norm, ReLU / LeakyReLU(0.2), one logit), same batch, one D and
 one G update per step, float32 on the CPU. As in pytorch/examples, the G update reuses the D
-update's fake batch (project's step, like the original, runs G forward again: ~8% more work).
+update's fake batch (so does the project's step, which also moves G's batch norm statistics a
+second time, as the original's second G forward pass does).
 
     pip install torch==2.13.0 && python bench_torch.py --kernel_size 5
 """

@@ -11,7 +11,8 @@ import tensorflow as tf
 from PIL import Image
 
 import config
-from model import Generator, to_pixels
+from model import Generator, layers_of, to_pixels
+from ops import batch_norm
 
 ARCH_KEY = "arch/.ATTRIBUTES/VARIABLE_VALUE"  # where the checkpoint keeps the architecture
 STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"
@@ -23,6 +24,19 @@ def cross_entropy(target, logits):
     logits = tf.cast(logits, tf.float32)  # float32 losses also under mixed precision
     labels = tf.fill(tf.shape(logits), tf.cast(target, tf.float32))
     return tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+
+
+def moving_averages(network):
+    """[(decay, moving statistic, its value now)] for each batch norm of the network."""
+    return [(bn.momentum, v, tf.convert_to_tensor(v)) for bn in layers_of(network, batch_norm)
+            for v in (bn.moving_mean, bn.moving_variance)]
+
+
+def repeat_moving_update(before):
+    """Move each statistic again as its batch norm's last call did, as a second call on the
+    same batch would: m2 = d * m1 + (1 - d) * b = m1 + d * (m1 - m0), with m0 from before."""
+    for decay, v, m0 in before:
+        v.assign(v + decay * (v - m0))
 
 
 def adam(lr, beta1):
@@ -88,10 +102,16 @@ class Solver:
         return self.mean(cross_entropy(1.0, fake_logits))
 
     # --- updates ------------------------------------------------------------------------------
-    def d_step(self, real, z):
+    def generate(self, z):
+        """G(z) in training mode, recorded on a tape that a G update (g_step) goes on with."""
+        tape = tf.GradientTape()
+        with tape:
+            fake = self.generator(z, training=True)
+        return fake, tape
+
+    def d_step(self, real, fake):
         """One discriminator update. Real and fake images go through D separately, as in the
         original, so each batch norm sees batches of one kind only."""
-        fake = self.generator(z, training=True)
         with tf.GradientTape() as tape:
             real_logits = self.discriminator(real, training=True)
             fake_logits = self.discriminator(fake, training=True)
@@ -104,11 +124,11 @@ class Solver:
                 "D(x)": self.mean(tf.sigmoid(real_logits)),
                 "D(G(z))": self.mean(tf.sigmoid(fake_logits))}
 
-    def g_step(self, z):
-        """One generator update through a discriminator in training mode, as in the original."""
-        with tf.GradientTape() as tape:
-            fake_logits = self.discriminator(self.generator(z, training=True), training=True)
-            g_loss = self.generator_loss(fake_logits)
+    def g_step(self, fake, tape):
+        """One generator update through a discriminator in training mode, as in the original.
+        fake, tape: from generate()."""
+        with tape:  # recording again, after G's forward pass
+            g_loss = self.generator_loss(self.discriminator(fake, training=True))
             scaled_loss = self.g_optimizer.scale_loss(g_loss)
         variables = self.generator.trainable_variables
         self.g_optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
@@ -116,13 +136,24 @@ class Solver:
 
     def replica_step(self, real, z):
         """One iteration of the original on this replica's share of the batch: one D update,
-        then g_steps G updates on the same z."""
+        then g_steps G updates on the same z.
+
+        The first G update has the D update's z and generator, so the same fake batch: G runs
+        forward once for both, as in pytorch/examples (the original runs it again, ~8% of the
+        step). That second run would also have moved G's batch norm statistics a second time,
+        by the same batch statistics; repeat_moving_update makes that move, so the step
+        computes what the original computes.
+        """
         batch = tf.shape(real)[0]
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
         z = z[replica * batch:(replica + 1) * batch]
-        metrics = self.d_step(real, z)
-        for _ in range(self.g_steps):
-            metrics["g_loss"] = self.g_step(z)
+        before = moving_averages(self.generator)
+        fake, tape = self.generate(z)
+        repeat_moving_update(before)
+        metrics = self.d_step(real, fake)
+        metrics["g_loss"] = self.g_step(fake, tape)
+        for _ in range(self.g_steps - 1):
+            metrics["g_loss"] = self.g_step(*self.generate(z))
         return metrics
 
     @tf.function

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import config
-from conftest import snapshot, tiny_models
+from conftest import assert_same_training, snapshot, tiny_models
 from model import to_pixels
 from solver import Solver, cross_entropy, image_grid
 
@@ -24,7 +24,7 @@ def assert_all_changed(before, variables):
 def test_d_update_leaves_every_generator_weight_bit_identical(solver, real_batch):
     g_before = snapshot(solver.generator.trainable_variables)
     d_before = snapshot(solver.discriminator.trainable_variables)
-    solver.d_step(real_batch, solver.sample_z(8, 0))
+    solver.d_step(real_batch, solver.generator(solver.sample_z(8, 0), training=True))
     assert_same(g_before, solver.generator.trainable_variables)
     assert_all_changed(d_before, solver.discriminator.trainable_variables)
 
@@ -32,7 +32,7 @@ def test_d_update_leaves_every_generator_weight_bit_identical(solver, real_batch
 def test_g_update_leaves_every_discriminator_weight_bit_identical(solver):
     g_before = snapshot(solver.generator.trainable_variables)
     d_before = snapshot(solver.discriminator.trainable_variables)
-    solver.g_step(solver.sample_z(8, 0))
+    solver.g_step(*solver.generate(solver.sample_z(8, 0)))
     assert_same(d_before, solver.discriminator.trainable_variables)
     assert_all_changed(g_before, solver.generator.trainable_variables)
 
@@ -45,6 +45,26 @@ def test_train_step_is_one_d_update_then_g_steps_g_updates(real_batch, g_steps):
     assert int(solver.d_optimizer.iterations) == 2
     assert int(solver.g_optimizer.iterations) == 2 * g_steps
     assert int(solver.step) == 2
+
+
+class Original(Solver):
+    """The original's iteration written out: G runs forward again for every G update."""
+
+    def replica_step(self, real, z):
+        metrics = self.d_step(real, self.generator(z, training=True))
+        for _ in range(self.g_steps):
+            metrics["g_loss"] = self.g_step(*self.generate(z))
+        return metrics
+
+
+@pytest.mark.parametrize("g_steps", [1, 2])
+def test_reusing_the_d_updates_fake_batch_computes_the_originals_step(real_batch, g_steps):
+    """Same losses, weights and batch norm statistics (moved once per G forward pass of the
+    original) as running G forward again for the first G update."""
+    batches = tf.data.Dataset.from_tensors(real_batch).repeat()
+    assert_same_training(Original(*tiny_models(seed=0), g_steps=g_steps),
+                         Solver(*tiny_models(seed=0), g_steps=g_steps),
+                         batches, batches, rtol=1e-5, atol=1e-6)
 
 
 def test_two_adam_optimizers_with_the_originals_settings(solver):
