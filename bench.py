@@ -13,10 +13,10 @@ roofline_frac         train_img_per_s * flops_per_img / peak_flops
 sample_img_per_s      the inference-mode sampler
 pipeline_img_per_s    the TFRecord input pipeline alone (prepro.py's output, data.load)
 
-The step is timed as train.py runs it by default on a CPU (with fastconv.py, without XLA).
-Beside it, in the same run: the plain Keras step (_keras: Keras' own convolution layers), with
---levers the step with XLA (_xla), and, when PyTorch is installed, the same step in PyTorch (bench_torch.py,
-torch_img_per_s) with the ratios vs_torch = train_img_per_s / torch_img_per_s.
+The step is timed as train.py runs it by default on a CPU (oneDNN's kernels, without XLA).
+Beside it, in the same run: with --levers the step with XLA (_xla), and, when PyTorch is
+installed, the same step in PyTorch (bench_torch.py, torch_img_per_s) with the ratios
+vs_torch = train_img_per_s / torch_img_per_s.
 """
 import json
 import os
@@ -34,7 +34,6 @@ import tensorflow as tf
 from absl import app, flags
 
 import data
-import fastconv
 from model import Discriminator, Generator
 from solver import Solver
 
@@ -111,16 +110,12 @@ def flops_per_image(generator, discriminator):
     return d_update + g_update
 
 
-def train_window(kernel_size, fast=True, jit_compile=False):
-    """The step as train.py runs it by default on a CPU; fast=False: Keras' own convolution
-    layers, the plain Keras step; jit_compile=True: with XLA. Returns (window, solver)."""
-    fastconv.ON_CPU, on_cpu = fast and fastconv.ON_CPU, fastconv.ON_CPU  # read when tracing
-    try:
-        solver = Solver(*celeba_models(kernel_size), g_steps=1, jit_compile=jit_compile)
-        real = tf.random.uniform((FLAGS.batch_size, 64, 64, 3), -1.0, 1.0)
-        return timed(lambda: solver.train_step(real)["g_loss"].numpy(), FLAGS.batch_size), solver
-    finally:
-        fastconv.ON_CPU = on_cpu
+def train_window(kernel_size, jit_compile=False):
+    """The step as train.py runs it by default on a CPU; jit_compile=True: with XLA.
+    Returns (window, solver)."""
+    solver = Solver(*celeba_models(kernel_size), g_steps=1, jit_compile=jit_compile)
+    real = tf.random.uniform((FLAGS.batch_size, 64, 64, 3), -1.0, 1.0)
+    return timed(lambda: solver.train_step(real)["g_loss"].numpy(), FLAGS.batch_size), solver
 
 
 def torch_windows():
@@ -170,14 +165,13 @@ def pipeline_rate():
 
 def main(argv):
     del argv
-    tf.get_logger().setLevel("ERROR")  # six solvers share one traced train_step: retracing is expected
+    tf.get_logger().setLevel("ERROR")  # the solvers share one traced train_step: retracing is expected
     results = {"device": tf.config.list_physical_devices("GPU") and "GPU" or
                f"CPU, {os.cpu_count()} cores", "batch_size": FLAGS.batch_size}
     windows, solvers = {}, {}
     served = torch_windows()
     for k, suffix in [(5, ""), (4, "_k4")]:
         windows["train_img_per_s" + suffix], solvers[k] = train_window(k)
-        windows[f"train_img_per_s{suffix}_keras"], _ = train_window(k, fast=False)
         if FLAGS.levers:
             windows[f"train_img_per_s{suffix}_xla"], _ = train_window(k, jit_compile=True)
         if served:
@@ -201,9 +195,7 @@ def main(argv):
         results["vs_torch" + suffix] = torch_ and ours / torch_
         rows += [(f"train step, {k}x{k} kernels", ours,
                   f"{results['flops_per_img' + suffix] / 1e9:.2f} GFLOP/img, "
-                  f"{100 * results['roofline_frac' + suffix]:.0f}% of peak"),
-                 (f"  same, Keras' own conv layers", results[f"train_img_per_s{suffix}_keras"],
-                  f"fastconv: x{ours / results[f'train_img_per_s{suffix}_keras']:.2f}")]
+                  f"{100 * results['roofline_frac' + suffix]:.0f}% of peak")]
         if FLAGS.levers:
             xla = results[f"train_img_per_s{suffix}_xla"]
             rows += [(f"  same, with XLA", xla, f"XLA: x{xla / ours:.2f}")]

@@ -1,18 +1,15 @@
 """Building blocks of the DCGAN, as in the original ops.py, made of Keras layers.
 
 conv2d, deconv2d and linear return a new layer each time they are called: in Keras a layer owns
-its weights, which is what the original's variable scopes did (conv2d and deconv2d are Keras'
-layers computed by faster routes on small maps, in fastconv.py: same arithmetic, same weights).
-lrelu is a plain function. batch_norm is the only class, for the reason the seminar's quiz asks
-about: it has state that must outlive a single call (gamma and beta, and the moving mean and
-variance that training updates and inference reads), so it must be one object created once and
-called many times.
+its weights, which is what the original's variable scopes did. lrelu is a plain function.
+batch_norm is the only class, for the reason the seminar's quiz asks about: it has state that
+must outlive a single call (gamma and beta, and the moving mean and variance that training
+updates and inference reads), so it must be one object created once and called many times.
 """
 import keras
 import tensorflow as tf
 
 import config
-import fastconv
 
 
 def initializer(init):
@@ -26,13 +23,13 @@ def initializer(init):
 
 def conv2d(filters, kernel_size=config.KERNEL_SIZE, init=config.INIT, name=None):
     """Strided convolution: halves height and width."""
-    return fastconv.Conv2D(filters, kernel_size, strides=2, padding="same",
+    return keras.layers.Conv2D(filters, kernel_size, strides=2, padding="same",
                                kernel_initializer=initializer(init), name=name)
 
 
 def deconv2d(filters, kernel_size=config.KERNEL_SIZE, init=config.INIT, name=None):
     """Transposed convolution (the gradient of conv2d): doubles height and width."""
-    return fastconv.Conv2DTranspose(filters, kernel_size, strides=2, padding="same",
+    return keras.layers.Conv2DTranspose(filters, kernel_size, strides=2, padding="same",
                                         kernel_initializer=initializer(init), name=name)
 
 

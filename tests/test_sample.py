@@ -182,7 +182,7 @@ assert spec.dtype == tf.float32 and spec.shape.as_list() == [None, 16], spec
 images = generator(z=tf.constant(np.load(sys.argv[2])))["images"]
 assert images.dtype == tf.uint8, images.dtype
 np.save(sys.argv[3], images.numpy())
-for name in ("model", "ops", "solver", "fastconv", "config", "sample"):
+for name in ("model", "ops", "solver", "config", "sample"):
     assert name not in sys.modules, name
     try:
         __import__(name)
