@@ -51,6 +51,8 @@ class Solver:
                  g_steps=config.G_STEPS, label_smoothing=config.LABEL_SMOOTHING,
                  two_sided_smoothing=False, seed=0, strategy=None, jit_compile=False):
         """strategy: the tf.distribute strategy the networks were built under (default: none)."""
+        if g_steps < 1:  # the step's first G update always runs
+            raise config.ConfigError(f"--g_steps must be 1 or more, not {g_steps}")
         self.generator, self.discriminator = generator, discriminator
         self.g_steps = g_steps
         self.strategy = strategy or tf.distribute.get_strategy()

@@ -37,6 +37,11 @@ def test_g_update_leaves_every_discriminator_weight_bit_identical(solver):
     assert_all_changed(g_before, solver.generator.trainable_variables)
 
 
+def test_solver_refuses_fewer_than_one_g_update():
+    with pytest.raises(config.ConfigError, match="g_steps"):
+        Solver(*tiny_models(), g_steps=0)
+
+
 @pytest.mark.parametrize("g_steps", [1, 2, 3])
 def test_train_step_is_one_d_update_then_g_steps_g_updates(real_batch, g_steps):
     solver = Solver(*tiny_models(), g_steps=g_steps)
@@ -48,12 +53,18 @@ def test_train_step_is_one_d_update_then_g_steps_g_updates(real_batch, g_steps):
 
 
 class Original(Solver):
-    """The original's iteration written out: G runs forward again for every G update."""
+    """The original's iteration written out: G runs forward again for every G update, on a
+    tape of its own (float32, one device)."""
 
     def replica_step(self, real, z):
         metrics = self.d_step(real, self.generator(z, training=True))
         for _ in range(self.g_steps):
-            metrics["g_loss"] = self.g_step(*self.generate(z))
+            with tf.GradientTape() as tape:
+                fake_logits = self.discriminator(self.generator(z, training=True), training=True)
+                metrics["g_loss"] = self.generator_loss(fake_logits)
+            variables = self.generator.trainable_variables
+            self.g_optimizer.apply_gradients(
+                zip(tape.gradient(metrics["g_loss"], variables), variables))
         return metrics
 
 
