@@ -1,8 +1,8 @@
 """Defaults in one place: per-dataset image shapes and the training hyperparameters.
 
-Each setting says where it comes from: the seminar's original code ("original", see
-REFERENCE.md) or the DCGAN paper (Radford et al. 2015, "paper"). The defaults are the
-original's; the paper's settings are one command away:
+Each setting says where it comes from: the seminar's original code ("original") or the DCGAN
+paper (Radford et al. 2015, "paper"). The defaults are the original's; the paper's settings are
+one command away:
 
     python train.py --dataset celeba --batch_size 128 --init normal --g_steps 1
 """
@@ -18,6 +18,8 @@ DATASETS = {
 }
 # tfds:NAME (any image dataset TensorFlow Datasets has prepared) takes its channels from the
 # dataset and its size from the dataset too when the images are square, else 64.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")  # what prepro.py and --dataset folder read
+MANIFEST = "manifest.json"  # prepro.py writes it last, beside the shards; data.py reads it
 
 # Architecture.
 Z_DIM = 100  # original and paper; z ~ U(-1, 1) in both
@@ -33,8 +35,8 @@ BATCH_SIZE = 100  # original; paper 128
 LR = 2e-4  # original and paper
 BETA1 = 0.5  # original and paper (Adam's default 0.9 oscillated in the paper)
 G_STEPS = 2  # original: two G updates per D update "to stabilise training"; paper 1
-LABEL_SMOOTHING = 0.0  # original: none; lab seed 002 recommends real 0.9 / fake 0.1
-EPOCHS = {"celeba": 10, "mnist": 20}  # original: 10 epochs of CelebA; mnist: ~9 min on 2 cores
+LABEL_SMOOTHING = 0.0  # original: none; Salimans et al. 2016 smooth the real targets to 0.9
+EPOCHS = {"celeba": 10, "mnist": 20}  # original: 10 epochs of CelebA; mnist: 1,000 steps of 100
 DEFAULT_EPOCHS = 10  # any other dataset
 
 # Monitoring, in steps.
@@ -45,4 +47,4 @@ NUM_SAMPLES = 64  # fixed-z sample grid, 8x8
 
 
 class ConfigError(ValueError):
-    """A setting or input the user can fix; train.py prints it as one line and exits."""
+    """A setting or input the user can fix; each command prints it as one line and exits."""

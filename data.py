@@ -16,10 +16,8 @@ import tensorflow as tf
 
 import config
 
-MANIFEST = "manifest.json"
 FAKE_IMAGES = 1000
 SHUFFLE_BUFFER = 10_000
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
 
 Data = collections.namedtuple("Data", "batches count image_size channels")
 
@@ -56,10 +54,10 @@ def center_crop(image, crop, image_size):
 def read_manifest(data_dir):
     """[(shard path, image count)] and the image size, after checking what can be checked
     without reading the shards: each is there, with the size prepro.py wrote."""
-    path = os.path.join(data_dir, MANIFEST)
+    path = os.path.join(data_dir, config.MANIFEST)
     if not os.path.isfile(path):
         raise config.ConfigError(
-            f"no prepared CelebA in {data_dir} ({MANIFEST} not found): run ./download.sh, then "
+            f"no prepared CelebA in {data_dir} ({config.MANIFEST} not found): run ./download.sh, then "
             "python prepro.py (or try --dataset mnist, which needs no download)")
     try:
         with open(path) as f:
@@ -118,10 +116,10 @@ def folder_images(data_dir, image_size, crop):
     if not data_dir:
         raise config.ConfigError("--dataset folder needs --data_dir: the folder of your images")
     files = sorted(os.path.join(root, name) for root, _, names in os.walk(data_dir)
-                   for name in names if name.lower().endswith(IMAGE_EXTENSIONS))
+                   for name in names if name.lower().endswith(config.IMAGE_EXTENSIONS))
     if not files:
         raise config.ConfigError(
-            f"no {', '.join(IMAGE_EXTENSIONS)} images found in {data_dir}: check --data_dir")
+            f"no {', '.join(config.IMAGE_EXTENSIONS)} images found in {data_dir}: check --data_dir")
 
     def decode(path):
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
@@ -155,7 +153,7 @@ def tfds_images(name, data_dir, image_size, crop, seed):
     return images, count, image_size, channels
 
 
-def load(dataset, batch_size, image_size=None, data_dir=None, crop=None, seed=0):
+def load(dataset, batch_size, *, image_size=None, data_dir=None, crop=None, seed=0):
     """Returns Data(batches, count, image_size, channels): batches is an endless tf.data.Dataset
     of [batch_size, image_size, image_size, channels] float32 batches.
 

@@ -13,14 +13,15 @@ on its own z only, and it gives the same pixels as sample.py for the same z.
 import os
 import shutil
 
-import cli  # first: it sets up TensorFlow's environment before TensorFlow loads
+from utils import tf_setup  # noqa: F401 (first: TensorFlow's environment, before it loads)
 
 import tensorflow as tf
 from absl import flags
 
 import config
 from model import to_pixels
-from solver import load_generator
+from utils import cli, files
+from utils.run_dir import RunDir, load_generator
 
 FLAGS = flags.FLAGS
 
@@ -28,7 +29,7 @@ FLAGS = flags.FLAGS
 def export(generator, export_dir):
     """Write the SavedModel under a temporary name and rename it, so a reader (a model server
     watching the folder) never finds half of one."""
-    z_dim = generator.arch["z_dim"]
+    z_dim = generator.arch.z_dim
 
     @tf.function(input_signature=[tf.TensorSpec([None, z_dim], tf.float32, name="z")])
     def serve(z):
@@ -37,10 +38,9 @@ def export(generator, export_dir):
     module = tf.Module()
     module.generator = generator  # tracked, so its variables are saved with the function
     module.serve = serve
-    tmp = export_dir.rstrip("/") + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)  # left by an export that was cut short
-    tf.saved_model.save(module, tmp, signatures={"serving_default": serve})
-    os.replace(tmp, export_dir)
+    with files.replacing(export_dir.rstrip("/")) as tmp:
+        shutil.rmtree(tmp, ignore_errors=True)  # left by an export that was cut short
+        tf.saved_model.save(module, tmp, signatures={"serving_default": serve})
 
 
 def run():
@@ -49,9 +49,8 @@ def run():
     if os.path.exists(FLAGS.export_dir):
         raise config.ConfigError(f"{FLAGS.export_dir} already exists: choose another --export_dir "
                                  "or delete it first")
-    generator, step = load_generator(FLAGS.out_dir, FLAGS.checkpoint)
+    generator, step, _ = load_generator(RunDir(FLAGS.out_dir), FLAGS.checkpoint)
     try:
-        os.makedirs(os.path.dirname(os.path.abspath(FLAGS.export_dir)), exist_ok=True)
         export(generator, FLAGS.export_dir)
     except (OSError, tf.errors.OpError) as e:
         reason = getattr(e, "strerror", None) or type(e).__name__
@@ -59,17 +58,15 @@ def run():
                                  "choose another --export_dir") from None
     arch = generator.arch
     print(f"Exported the generator at step {step} to {FLAGS.export_dir}: serving_default takes "
-          f"z (float32 [None, {arch['z_dim']}], U(-1, 1) as in training) and returns images "
-          f"(uint8 [None, {arch['image_size']}, {arch['image_size']}, {arch['channels']}]).")
+          f"z (float32 [None, {arch.z_dim}], U(-1, 1) as in training) and returns images "
+          f"(uint8 [None, {arch.image_size}, {arch.image_size}, {arch.channels}]).")
 
 
 def define_flags():
-    """Defined when run as a command, not on import, as in sample.py and evaluate.py."""
     flags.DEFINE_string("out_dir", None, "run directory that train.py wrote")
     flags.DEFINE_string("checkpoint", None, "a checkpoint to export instead of the run's latest")
     flags.DEFINE_string("export_dir", None, "where to write the SavedModel (must not exist yet)")
 
 
 if __name__ == "__main__":
-    define_flags()
-    cli.main(run)
+    cli.main(run, define_flags)

@@ -1,4 +1,5 @@
-"""The DCGAN generator and discriminator, and the inference-mode sampler.
+"""The DCGAN generator and discriminator, the architecture record they are built from, and the
+inference-mode sampler.
 
 Both networks follow the image shape. The generator projects z to a small map (4x4x512 for
 64x64 images, 7x7x128 for 28x28) and doubles it with stride-2 transposed convolutions until it
@@ -7,7 +8,11 @@ Each network is a keras.Sequential, which also makes every variable (batch norm'
 statistics included) reachable for tf.train.Checkpoint: Keras 3 does not checkpoint layers kept
 in plain Python lists.
 """
+import dataclasses
+import json
+
 import keras
+import numpy as np
 import tensorflow as tf
 
 import config
@@ -29,23 +34,49 @@ def layer_plan(image_size):
     return layers, size
 
 
+@dataclasses.dataclass(frozen=True)
+class Architecture:
+    """Everything the shapes of the two networks depend on. Every checkpoint records it (and
+    flags.json), a resumed run must have the same, and sample.py, export.py and evaluate.py
+    rebuild the generator from it alone."""
+    image_size: int
+    channels: int
+    z_dim: int = config.Z_DIM
+    gf_dim: int = config.GF_DIM
+    df_dim: int = config.DF_DIM
+    kernel_size: int = config.KERNEL_SIZE
+
+    def __post_init__(self):
+        layer_plan(self.image_size)  # refuses a size the networks cannot be built for
+
+    def to_json(self):
+        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text):
+        return cls(**json.loads(text))
+
+    def differences(self, other):
+        """'name=value, ...' of the fields where self and other differ, for each of the two."""
+        names = [f.name for f in dataclasses.fields(self)
+                 if getattr(self, f.name) != getattr(other, f.name)]
+        return tuple(", ".join(f"{n}={getattr(arch, n)}" for n in names) for arch in (self, other))
+
+
 class Generator(keras.Model):
-    def __init__(self, image_size, channels, z_dim=config.Z_DIM, gf_dim=config.GF_DIM,
-                 kernel_size=config.KERNEL_SIZE, init=config.INIT,
-                 bn_decay=config.BN_DECAY, bn_epsilon=config.BN_EPSILON):
+    def __init__(self, arch, init=config.INIT):
         super().__init__(name="generator")
-        self.arch = dict(image_size=image_size, channels=channels, z_dim=z_dim, gf_dim=gf_dim,
-                         kernel_size=kernel_size)
-        layers, size = layer_plan(image_size)
-        depth = gf_dim * 2 ** (layers - 1)  # 512 for 64x64, halved by each layer
-        net = [keras.Input((z_dim,)),
+        self.arch = arch
+        layers, size = layer_plan(arch.image_size)
+        depth = arch.gf_dim * 2 ** (layers - 1)  # 512 for 64x64, halved by each layer
+        net = [keras.Input((arch.z_dim,)),
                linear(size * size * depth, init), keras.layers.Reshape((size, size, depth)),
-               batch_norm(bn_decay, bn_epsilon), keras.layers.ReLU()]
+               batch_norm(), keras.layers.ReLU()]
         for _ in range(layers - 1):
             depth //= 2
-            net += [deconv2d(depth, kernel_size, init), batch_norm(bn_decay, bn_epsilon),
-                    keras.layers.ReLU()]
-        net += [deconv2d(channels, kernel_size, init), keras.layers.Activation("tanh")]  # no BN
+            net += [deconv2d(depth, arch.kernel_size, init), batch_norm(), keras.layers.ReLU()]
+        net += [deconv2d(arch.channels, arch.kernel_size, init),
+                keras.layers.Activation("tanh")]  # no batch norm on the output
         self.net = keras.Sequential(net, name="layers")
 
     def call(self, z, training=False):
@@ -59,17 +90,15 @@ class Generator(keras.Model):
 
 
 class Discriminator(keras.Model):
-    def __init__(self, image_size, channels, df_dim=config.DF_DIM,
-                 kernel_size=config.KERNEL_SIZE, init=config.INIT,
-                 bn_decay=config.BN_DECAY, bn_epsilon=config.BN_EPSILON):
+    def __init__(self, arch, init=config.INIT):
         super().__init__(name="discriminator")
-        self.arch = dict(image_size=image_size, channels=channels, df_dim=df_dim,
-                         kernel_size=kernel_size)
-        layers, _ = layer_plan(image_size)
-        net = [keras.Input((image_size, image_size, channels)),
-               conv2d(df_dim, kernel_size, init), keras.layers.Activation(lrelu)]  # no BN on input
+        self.arch = arch
+        layers, _ = layer_plan(arch.image_size)
+        net = [keras.Input((arch.image_size, arch.image_size, arch.channels)),
+               conv2d(arch.df_dim, arch.kernel_size, init),
+               keras.layers.Activation(lrelu)]  # no batch norm on the input layer
         for i in range(1, layers):
-            net += [conv2d(df_dim * 2 ** i, kernel_size, init), batch_norm(bn_decay, bn_epsilon),
+            net += [conv2d(arch.df_dim * 2 ** i, arch.kernel_size, init), batch_norm(),
                     keras.layers.Activation(lrelu)]
         net += [keras.layers.Flatten(), linear(1, init)]  # one logit, no sigmoid
         self.net = keras.Sequential(net, name="layers")
@@ -78,10 +107,22 @@ class Discriminator(keras.Model):
         return self.net(images, training=training)[:, 0]
 
 
+def draw_z(n, z_dim, seed):
+    """n z ~ U(-1, 1), as in training, from NumPy's generator of the seed: the first n rows are
+    the same for any larger n, so a command's z do not depend on how many it asks for."""
+    return np.random.default_rng(seed).uniform(-1.0, 1.0, (n, z_dim)).astype(np.float32)
+
+
 def to_pixels(images):
     """The generator's tanh range [-1, 1] -> uint8 pixels, rounding half to even (as np.rint)."""
     images = tf.cast(images, tf.float32)
     return tf.cast(tf.round(tf.clip_by_value((images + 1.0) * 127.5, 0.0, 255.0)), tf.uint8)
+
+
+def sample_pixels(generator, z, batch_size):
+    """The sampler's uint8 images of z, one NumPy batch at a time, so any number fits in memory."""
+    for start in range(0, len(z), batch_size):
+        yield to_pixels(generator.sample(z[start:start + batch_size])).numpy()
 
 
 def layers_of(network, kind):

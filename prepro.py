@@ -27,19 +27,17 @@ import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow: errors only, no info or warnings
-
 import numpy as np
-from absl import app, flags
+from absl import flags
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 import config
+from config import IMAGE_EXTENSIONS, MANIFEST
+from utils import cli, files
 
-EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")
-ENCODINGS = ("png", "jpeg")  # what data.py decodes; bench_data.py also measures "raw"
+ENCODINGS = ("png", "jpeg")  # what data.py decodes; benchmarks/input_pipeline.py also measures "raw"
 PARTITIONS = {"train": "0", "valid": "1", "test": "2"}  # CelebA's ids in list_eval_partition.txt
 PARTITION_FILE = "list_eval_partition.txt"
-MANIFEST = "manifest.json"  # data.MANIFEST (data.py imports TensorFlow, which workers do without)
 PROGRESS = "progress.json"
 SKIPPED = "skipped.txt"
 SHARD = "celeba-{:05d}-of-{:05d}.tfrecord"
@@ -48,19 +46,6 @@ OURS = re.compile(  # what a run may delete in the output folder: its own files,
 FORMAT = 1  # bump when the bytes written for the same input change; a rerun then rewrites all
 PROGRESS_EVERY = 5  # seconds between progress lines
 
-flags.DEFINE_string("input_dir", "data/img_align_celeba",
-                    "folder of .jpg/.jpeg/.png/.webp images (top level only), as ./download.sh "
-                    "unpacks CelebA")
-flags.DEFINE_string("output_dir", "data/celeba", "where the shards and manifest.json go; "
-                    "running again resumes there")
-flags.DEFINE_integer("crop", 108, "side of the centre square cut from each image (original 108)")
-flags.DEFINE_integer("size", 64, "side of the stored images (original 64)")
-flags.DEFINE_integer("shards", 16, "TFRecord files to write (16: ~100 MB each for all of CelebA)")
-flags.DEFINE_integer("workers", None, "processes decoding images (default: all cores)")
-flags.DEFINE_enum("partition", None, list(PARTITIONS),
-                  f"only this split of CelebA's {PARTITION_FILE} (in --input_dir or its parent)")
-flags.DEFINE_enum("encoding", "png", ENCODINGS, "how images are stored: png (lossless) or jpeg")
-flags.DEFINE_integer("quality", 95, "JPEG quality, with --encoding jpeg")
 FLAGS = flags.FLAGS
 
 
@@ -177,11 +162,11 @@ def list_inputs(input_dir, partition=None):
     except OSError as e:
         raise config.ConfigError(
             f"cannot read the input folder {input_dir} ({e.strerror})") from None
-    images = [n for n in names if n.lower().endswith(EXTENSIONS)]
+    images = [n for n in names if n.lower().endswith(IMAGE_EXTENSIONS)]
     if not images:
-        raise config.ConfigError(f"no {'/'.join(EXTENSIONS)} images in {input_dir}: run "
+        raise config.ConfigError(f"no {'/'.join(IMAGE_EXTENSIONS)} images in {input_dir}: run "
                                  "./download.sh, or pass --input_dir")
-    others = [n for n in names if not n.lower().endswith(EXTENSIONS)]
+    others = [n for n in names if not n.lower().endswith(IMAGE_EXTENSIONS)]
     if partition:
         selected = read_partition(input_dir, partition)
         images = [n for n in images if n in selected]
@@ -209,17 +194,9 @@ def plan_shards(input_dir, names, shards, settings):
     return plan
 
 
-def write_atomic(path, text):
-    """Replace path with text so that a crash leaves the old file or the new one, never half."""
-    with open(path + ".tmp", "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(path + ".tmp", path)
-
-
 def write_progress(output_dir, done):
-    write_atomic(os.path.join(output_dir, PROGRESS), json.dumps({"shards": done}, indent=1) + "\n")
+    files.write_text(os.path.join(output_dir, PROGRESS),
+                     json.dumps({"shards": done}, indent=1) + "\n")
 
 
 def read_text(path):
@@ -228,15 +205,6 @@ def read_text(path):
             return f.read()
     except OSError:
         return None
-
-
-def sync_file(path):
-    """fsync a file, or a folder: for a folder that makes the renames in it durable."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def lock(output_dir):
@@ -249,12 +217,6 @@ def lock(output_dir):
         raise config.ConfigError(f"another prepro.py is writing to {output_dir}: wait for it to "
                                  "finish, or choose another --output_dir") from None
     return fd
-
-
-def duration(seconds):
-    seconds = int(seconds)
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else \
-        f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
 
 
 def check_settings(crop, size, shards, workers, partition, encoding, quality):
@@ -328,7 +290,7 @@ def write(input_dir, output_dir, plan, others, settings, workers, out):
         for name in stale:
             os.remove(path(name))
         write_progress(output_dir, done)
-        sync_file(output_dir)
+        files.sync(output_dir)
 
     total = sum(len(names) for _, names, _ in todo)
     workers = max(1, min(workers, total))
@@ -341,7 +303,8 @@ def write(input_dir, output_dir, plan, others, settings, workers, out):
     else:
         out(f"{head}, all already complete.")
 
-    skipped = sorted([[n, "unsupported extension", "not " + "/".join(EXTENSIONS)] for n in others] +
+    unsupported = "not " + "/".join(IMAGE_EXTENSIONS)
+    skipped = sorted([[n, "unsupported extension", unsupported] for n in others] +
                      [s for entry in done.values() for s in entry["skipped"]])
     reasons = {}
     for _, reason, _ in skipped:
@@ -350,7 +313,7 @@ def write(input_dir, output_dir, plan, others, settings, workers, out):
     count = sum(done[file]["count"] for file, _, _ in plan)
     text = "".join("\t".join(s) + "\n" for s in skipped)
     if read_text(path(SKIPPED)) != text:
-        write_atomic(path(SKIPPED), text)
+        files.write_text(path(SKIPPED), text)
     if count == 0:
         raise config.ConfigError(f"none of the images in {input_dir} could be used: see the "
                                  f"reasons in {path(SKIPPED)}")
@@ -363,8 +326,7 @@ def write(input_dir, output_dir, plan, others, settings, workers, out):
                 "skipped": reasons, "settings": settings}
     text = json.dumps(manifest, indent=1) + "\n"
     if read_text(path(MANIFEST)) != text:  # written last: data.py finds a manifest only when done
-        write_atomic(path(MANIFEST), text)
-    sync_file(output_dir)
+        files.write_text(path(MANIFEST), text)
     size = sum(os.path.getsize(path(file)) for file, _, _ in plan)
     out(f"Done: {count:,} images of {settings['size']}x{settings['size']} in {len(plan)} shards "
         f"({size / 1e6:,.1f} MB) in {output_dir}; skipped {len(skipped):,}"
@@ -392,7 +354,8 @@ def write_shards(input_dir, output_dir, todo, done, settings, workers, total, ou
 
 
 def write_records(input_dir, output_dir, todo, done, settings, workers, total, out, pool):
-    import tensorflow as tf  # here, not at the top: the workers and the error paths do without it
+    from utils import tf_setup  # noqa: F401 (here: the workers and the error paths do without)
+    import tensorflow as tf
 
     def example(name, image):
         feature = lambda value: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
@@ -410,7 +373,8 @@ def write_records(input_dir, output_dir, todo, done, settings, workers, total, o
     for file, shard, key in todo:
         final = os.path.join(output_dir, file)
         count, skipped = 0, []
-        with tf.io.TFRecordWriter(final + ".tmp") as writer:  # renamed only once complete
+        # Named as a shard only once complete: a crash leaves NAME.tmp, which a rerun deletes.
+        with files.replacing(final) as tmp, tf.io.TFRecordWriter(tmp) as writer:
             for name in shard:
                 image, reason, detail = next(results)
                 if image is None:
@@ -423,30 +387,38 @@ def write_records(input_dir, output_dir, todo, done, settings, workers, total, o
                 if now - last >= PROGRESS_EVERY or processed == total:
                     rate = processed / max(now - start, 1e-9)
                     out(f"  {processed:,}/{total:,} images ({100 * processed // total}%), "
-                        f"{rate:,.0f} img/s, {duration((total - processed) / rate)} left")
+                        f"{rate:,.0f} img/s, {cli.format_duration((total - processed) / rate)} left")
                     last = now
-        sync_file(final + ".tmp")  # on disk before it gets the name that says "complete"
-        os.replace(final + ".tmp", final)
-        sync_file(output_dir)
         done[file] = {"key": key, "count": count, "bytes": os.path.getsize(final),
                       "skipped": skipped}
         write_progress(output_dir, done)
 
 
-def main(argv):
-    if len(argv) > 1:
-        sys.exit(f"prepro.py: error: unexpected arguments {argv[1:]}: flags take the form "
-                 "--name=value")
+def run():
     try:
         build(FLAGS.input_dir, FLAGS.output_dir, FLAGS.crop, FLAGS.size, FLAGS.shards,
               FLAGS.workers, FLAGS.partition, FLAGS.encoding, FLAGS.quality)
-    except config.ConfigError as e:
-        sys.exit(f"prepro.py: error: {e}")
     except KeyboardInterrupt:
         print("prepro.py: interrupted: the same command resumes, keeping the complete shards",
               file=sys.stderr)
-        sys.exit(130)
+        raise
+
+
+def define_flags():
+    flags.DEFINE_string("input_dir", "data/img_align_celeba",
+                        "folder of .jpg/.jpeg/.png/.webp images (top level only), as ./download.sh "
+                        "unpacks CelebA")
+    flags.DEFINE_string("output_dir", "data/celeba", "where the shards and manifest.json go; "
+                        "running again resumes there")
+    flags.DEFINE_integer("crop", 108, "side of the centre square cut from each image (original 108)")
+    flags.DEFINE_integer("size", 64, "side of the stored images (original 64)")
+    flags.DEFINE_integer("shards", 16, "TFRecord files to write (16: ~100 MB each for all of CelebA)")
+    flags.DEFINE_integer("workers", None, "processes decoding images (default: all cores)")
+    flags.DEFINE_enum("partition", None, list(PARTITIONS),
+                      f"only this split of CelebA's {PARTITION_FILE} (in --input_dir or its parent)")
+    flags.DEFINE_enum("encoding", "png", ENCODINGS, "how images are stored: png (lossless) or jpeg")
+    flags.DEFINE_integer("quality", 95, "JPEG quality, with --encoding jpeg")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.main(run, define_flags)

@@ -11,31 +11,24 @@ command writes the same bytes.
 import math
 import os
 
-import cli  # first: it sets up TensorFlow's environment before TensorFlow loads
+from utils import tf_setup  # noqa: F401 (first: TensorFlow's environment, before it loads)
 
 import numpy as np
 from absl import flags
-from PIL import Image
 
 import config
-from model import to_pixels
-from solver import image_grid, load_generator, save_png
+from model import draw_z, sample_pixels
+from utils import cli, files
+from utils.run_dir import RunDir, load_generator
 
 FLAGS = flags.FLAGS
 
 PERTURBATIONS = 8  # the paper's figure 7 shows the result and 8 perturbations of it
 
 
-def draw_z(n, z_dim, seed):
-    """z ~ U(-1, 1), as in training. The first n rows are the same for any larger n, so a walk's
-    ends are samples of the grid of the same seed."""
-    return np.random.default_rng(seed).uniform(-1.0, 1.0, (n, z_dim)).astype(np.float32)
-
-
 def generate(generator, z, batch_size):
     """uint8 images of the sampler, batch by batch."""
-    return np.concatenate([to_pixels(generator.sample(z[i:i + batch_size])).numpy()
-                           for i in range(0, len(z), batch_size)])
+    return np.concatenate(list(sample_pixels(generator, z, batch_size)))
 
 
 def slerp(a, b, t):
@@ -75,28 +68,12 @@ def load_grid_z(sample_dir, seed, indices, flag):
     return z[indices]
 
 
-def save_npy(array, path):
-    tmp = path + ".tmp"
-    with open(tmp, "wb") as f:
-        np.save(f, array)
-    os.replace(tmp, path)
-
-
-def save_gif(frames, path, ms_per_frame=120):
-    """An animated GIF that loops, written atomically as save_png."""
-    images = [Image.fromarray(f[..., 0] if f.shape[-1] == 1 else f) for f in frames]
-    tmp = path + ".tmp"
-    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:],
-                   duration=ms_per_frame, loop=0)
-    os.replace(tmp, path)
-
-
 def grid(generator, sample_dir, seed, num_samples, batch_size=256):
-    z = draw_z(num_samples, generator.arch["z_dim"], seed)
+    z = draw_z(num_samples, generator.arch.z_dim, seed)
     cols = math.ceil(math.sqrt(len(z)))
     path = os.path.join(sample_dir, f"grid_seed{seed}.png")
-    save_png(image_grid(generate(generator, z, batch_size), cols), path)
-    save_npy(z, grid_z_path(sample_dir, seed))
+    files.write_png(path, files.image_grid(generate(generator, z, batch_size), cols))
+    files.write_npy(grid_z_path(sample_dir, seed), z)
     return [path, grid_z_path(sample_dir, seed),
             f"(sample i is at row i // {cols}, column i % {cols}, counting from 0)"]
 
@@ -109,16 +86,16 @@ def interpolate(generator, sample_dir, seed, pairs, steps, interpolation="slerp"
             raise config.ConfigError("--indices takes pairs: give an even number of samples")
         ends = load_grid_z(sample_dir, seed, indices, "indices")
     else:
-        ends = draw_z(2 * pairs, generator.arch["z_dim"], seed)
+        ends = draw_z(2 * pairs, generator.arch.z_dim, seed)
     path_between = slerp if interpolation == "slerp" else lerp
     ts = np.linspace(0.0, 1.0, steps)
     z = np.stack([path_between(a, b, t) for a, b in zip(ends[0::2], ends[1::2]) for t in ts])
     pixels = generate(generator, z, batch_size)
     name = os.path.join(sample_dir, f"interpolate_{interpolation}_seed{seed}")
-    save_png(image_grid(pixels, steps), name + ".png")  # one walk per row
+    files.write_png(name + ".png", files.image_grid(pixels, steps))  # one walk per row
     walks = pixels.reshape(len(ends) // 2, steps, *pixels.shape[1:])
-    frames = [image_grid(walks[:, t]) for t in range(steps)]
-    save_gif(frames + frames[-2:0:-1], name + ".gif")  # there and back, so the loop is smooth
+    frames = [files.image_grid(walks[:, t]) for t in range(steps)]
+    files.write_gif(name + ".gif", frames + frames[-2:0:-1])  # there and back, so the loop is smooth
     return [name + ".png", name + ".gif"]
 
 
@@ -141,8 +118,8 @@ def arithmetic(generator, sample_dir, seed, a, b, c, noise=0.25, batch_size=256)
     blank = np.zeros_like(images[0][:1])
     padded = np.concatenate([np.concatenate([im] + [blank] * (cols - len(im))) for im in images])
     name = os.path.join(sample_dir, f"arithmetic_seed{seed}")
-    save_png(image_grid(padded, cols), name + ".png")
-    save_npy(answer, name + ".npy")
+    files.write_png(name + ".png", files.image_grid(padded, cols))
+    files.write_npy(name + ".npy", answer)
     return [name + ".png", name + ".npy"]
 
 
@@ -154,12 +131,10 @@ def run():
             raise config.ConfigError(f"--{name} must be a positive number, not {FLAGS[name].value}")
     if FLAGS.steps < 2:
         raise config.ConfigError("--steps must be at least 2 (the two ends)")
-    generator, step = load_generator(FLAGS.out_dir, FLAGS.checkpoint)
-    sample_dir = os.path.join(FLAGS.out_dir, "generated")
-    try:
-        os.makedirs(sample_dir, exist_ok=True)
-    except OSError as e:
-        raise config.ConfigError(f"cannot write {sample_dir} ({e.strerror})") from None
+    run_dir = RunDir(FLAGS.out_dir)
+    generator, step, _ = load_generator(run_dir, FLAGS.checkpoint)
+    sample_dir = run_dir.generated
+    files.make_folder(sample_dir, "check the run directory's permissions")
     if FLAGS.mode == "grid":
         written = grid(generator, sample_dir, FLAGS.seed, FLAGS.num_samples, FLAGS.batch_size)
     elif FLAGS.mode == "interpolate":
@@ -172,8 +147,6 @@ def run():
 
 
 def define_flags():
-    """Defined when run as a command, not on import: the tests import sample.py and
-    evaluate.py into one process, and absl allows each flag name once."""
     flags.DEFINE_string("out_dir", None, "run directory that train.py wrote")
     flags.DEFINE_string("checkpoint", None, "a checkpoint to use instead of the run's latest")
     flags.DEFINE_enum("mode", "grid", ["grid", "interpolate", "arithmetic"],
@@ -196,5 +169,4 @@ def define_flags():
 
 
 if __name__ == "__main__":
-    define_flags()
-    cli.main(run)
+    cli.main(run, define_flags)

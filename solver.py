@@ -1,22 +1,23 @@
-"""Training: the tf.function train step, TensorBoard logging, sample grids, checkpoints, resume."""
-import json
-import math
+"""Training: the losses, the D and G updates, the tf.function train step, and the loop that logs,
+samples and checkpoints into the run directory.
+
+The step comes twice. original_step is the original's iteration as it reads on the slides; the
+solver trains with fast_step, which computes the same thing with one forward pass of G fewer
+(tests/test_solver.py shows the two equal, step after step).
+"""
 import os
 import signal
 import time
 
 import keras
-import numpy as np
 import tensorflow as tf
-from PIL import Image
 
 import config
-from model import Generator, layers_of, to_pixels
+from model import layers_of, to_pixels
 from ops import batch_norm
-
-ARCH_KEY = "arch/.ATTRIBUTES/VARIABLE_VALUE"  # where the checkpoint keeps the architecture
-STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"
-RUN_FLAGS = "flags.json"  # train.py's flags, in the run directory
+from utils import files
+from utils.cli import format_duration
+from utils.run_dir import RunDir, read_checkpoint
 
 
 def cross_entropy(target, logits):
@@ -24,6 +25,23 @@ def cross_entropy(target, logits):
     logits = tf.cast(logits, tf.float32)  # float32 losses also under mixed precision
     labels = tf.fill(tf.shape(logits), tf.cast(target, tf.float32))
     return tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+
+
+def adam(lr, beta1):
+    optimizer = keras.optimizers.Adam(lr, beta_1=beta1)
+    if keras.mixed_precision.global_policy().name == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # float16 gradients underflow
+    return optimizer
+
+
+def minimize(optimizer, tape, loss, network):
+    """One step of the optimizer on the network's trainable variables only (as the original
+    split its variable lists by scope). The tape must have recorded the loss; it records the
+    loss scaling too, which changes nothing but under float16."""
+    with tape:
+        scaled_loss = optimizer.scale_loss(loss)
+    variables = network.trainable_variables
+    optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
 
 
 def moving_averages(network):
@@ -39,26 +57,24 @@ def repeat_moving_update(before):
         v.assign(v + decay * (v - m0))
 
 
-def adam(lr, beta1):
-    optimizer = keras.optimizers.Adam(lr, beta_1=beta1)
-    if keras.mixed_precision.global_policy().name == "mixed_float16":
-        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)  # float16 gradients underflow
-    return optimizer
-
-
 class Solver:
-    def __init__(self, generator, discriminator, lr=config.LR, beta1=config.BETA1,
-                 g_steps=config.G_STEPS, label_smoothing=config.LABEL_SMOOTHING,
-                 two_sided_smoothing=False, seed=0, strategy=None, jit_compile=False):
-        """strategy: the tf.distribute strategy the networks were built under (default: none)."""
+    def __init__(self, generator, discriminator, *, out_dir=None, lr=config.LR,
+                 beta1=config.BETA1, g_steps=config.G_STEPS,
+                 label_smoothing=config.LABEL_SMOOTHING, two_sided_smoothing=False, seed=0,
+                 strategy=None, jit_compile=False):
+        """out_dir: the run directory that logs, samples and checkpoints go to (none: the
+        solver only trains). strategy: the tf.distribute strategy the networks were built
+        under (default: none)."""
         if g_steps < 1:  # the step's first G update always runs
             raise config.ConfigError(f"--g_steps must be 1 or more, not {g_steps}")
+        if generator.arch != discriminator.arch:
+            raise ValueError("the generator and discriminator have different architectures")
         self.generator, self.discriminator = generator, discriminator
         self.g_steps = g_steps
         self.strategy = strategy or tf.distribute.get_strategy()
         self.chief = is_chief(self.strategy)  # writes logs, samples and checkpoints
-        # Label smoothing (lab seed 002): real targets 1 - s; the two-sided form also lifts the
-        # fake targets from 0 to s. The generator's own target stays 1.
+        # Label smoothing (Salimans et al. 2016): real targets 1 - s; the two-sided form also
+        # lifts the fake targets from 0 to s. The generator's own target stays 1.
         self.real_target = 1.0 - label_smoothing
         self.fake_target = label_smoothing if two_sided_smoothing else 0.0
         with self.strategy.scope():
@@ -73,20 +89,23 @@ class Solver:
             # One z for every sample grid, so grids from different steps show the same faces.
             self.fixed_z = tf.Variable(self.sample_z(config.NUM_SAMPLES, -1), trainable=False)
         # Outside the strategy: a record for the checkpoint, and strings cannot be broadcast.
-        arch = {**generator.arch, **discriminator.arch}
-        self.arch = tf.Variable(json.dumps(arch, sort_keys=True), trainable=False)
+        self.arch = tf.Variable(generator.arch.to_json(), trainable=False)
         self.checkpoint = tf.train.Checkpoint(
             generator=generator, discriminator=discriminator, g_optimizer=self.g_optimizer,
             d_optimizer=self.d_optimizer, step=self.step, seed=self.seed, fixed_z=self.fixed_z,
             arch=self.arch)
-        self.manager = None
+        self.run = self.manager = None
+        if out_dir:
+            self.run = RunDir(out_dir)
+            self.manager = tf.train.CheckpointManager(  # creates no file until the first save
+                self.checkpoint, self.run.checkpoints, max_to_keep=3)
         if jit_compile:  # XLA compiles each replica's step; the cross-replica sums stay outside
             self.replica_step = tf.function(self.replica_step, jit_compile=True)
 
     def sample_z(self, n, step):
         """z ~ U(-1, 1), a function of (seed, step) alone: a resumed run draws the same z, and
         each replica of a distributed run takes its share of the same global batch of z."""
-        return tf.random.stateless_uniform((n, self.generator.arch["z_dim"]),
+        return tf.random.stateless_uniform((n, self.generator.arch.z_dim),
                                            seed=(self.seed, step), minval=-1.0, maxval=1.0)
 
     # --- losses -------------------------------------------------------------------------------
@@ -104,13 +123,6 @@ class Solver:
         return self.mean(cross_entropy(1.0, fake_logits))
 
     # --- updates ------------------------------------------------------------------------------
-    def generate(self, z):
-        """G(z) in training mode, recorded on a tape that a G update (g_step) goes on with."""
-        tape = tf.GradientTape()
-        with tape:
-            fake = self.generator(z, training=True)
-        return fake, tape
-
     def d_step(self, real, fake):
         """One discriminator update. Real and fake images go through D separately, as in the
         original, so each batch norm sees batches of one kind only."""
@@ -119,44 +131,56 @@ class Solver:
             fake_logits = self.discriminator(fake, training=True)
             d_loss_real, d_loss_fake = self.discriminator_loss(real_logits, fake_logits)
             d_loss = d_loss_real + d_loss_fake
-            scaled_loss = self.d_optimizer.scale_loss(d_loss)  # unchanged but under float16
-        variables = self.discriminator.trainable_variables
-        self.d_optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
+        minimize(self.d_optimizer, tape, d_loss, self.discriminator)
         return {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake,
                 "D(x)": self.mean(tf.sigmoid(real_logits)),
                 "D(G(z))": self.mean(tf.sigmoid(fake_logits))}
 
-    def g_step(self, fake, tape):
+    def g_step(self, z, fake=None, tape=None):
         """One generator update through a discriminator in training mode, as in the original.
-        fake, tape: from generate()."""
-        with tape:  # recording again, after G's forward pass
+        fake, tape: G(z) already computed in training mode, on a tape that is still recording."""
+        if fake is None:
+            tape = tf.GradientTape()
+            with tape:
+                fake = self.generator(z, training=True)
+        with tape:
             g_loss = self.generator_loss(self.discriminator(fake, training=True))
-            scaled_loss = self.g_optimizer.scale_loss(g_loss)
-        variables = self.generator.trainable_variables
-        self.g_optimizer.apply_gradients(zip(tape.gradient(scaled_loss, variables), variables))
+        minimize(self.g_optimizer, tape, g_loss, self.generator)
         return g_loss
 
-    def replica_step(self, real, z):
-        """One iteration of the original on this replica's share of the batch: one D update,
-        then g_steps G updates on the same z.
+    def original_step(self, real, z):
+        """The original's iteration: one D update on G(z), then g_steps G updates on the same
+        z, each running G forward again."""
+        metrics = self.d_step(real, self.generator(z, training=True))
+        for _ in range(self.g_steps):
+            metrics["g_loss"] = self.g_step(z)
+        return metrics
 
-        The first G update has the D update's z and generator, so the same fake batch: G runs
-        forward once for both, as in pytorch/examples (the original runs it again, ~8% of the
-        step). That second run would also have moved G's batch norm statistics a second time,
-        by the same batch statistics; repeat_moving_update makes that move, so the step
-        computes what the original computes.
+    def fast_step(self, real, z):
+        """The original's iteration with one forward pass of G fewer. Its D update and its
+        first G update have the same z and the same generator, so the same fake batch: G runs
+        forward once, on a tape the G update goes on recording (as in pytorch/examples).
+
+        The original's second forward pass also moved G's batch norm statistics a second time,
+        by the same batch statistics; repeat_moving_update makes that move, so the sampler
+        reads the statistics the original's would.
         """
-        batch = tf.shape(real)[0]
-        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        z = z[replica * batch:(replica + 1) * batch]
         before = moving_averages(self.generator)
-        fake, tape = self.generate(z)
+        tape = tf.GradientTape()
+        with tape:
+            fake = self.generator(z, training=True)
         repeat_moving_update(before)
         metrics = self.d_step(real, fake)
-        metrics["g_loss"] = self.g_step(fake, tape)
+        metrics["g_loss"] = self.g_step(z, fake, tape)
         for _ in range(self.g_steps - 1):
-            metrics["g_loss"] = self.g_step(*self.generate(z))
+            metrics["g_loss"] = self.g_step(z)
         return metrics
+
+    def replica_step(self, real, z):
+        """The fast step on this replica's share of the batch and of the global z."""
+        batch = tf.shape(real)[0]
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        return self.fast_step(real, z[replica * batch:(replica + 1) * batch])
 
     @tf.function
     def train_step(self, real):
@@ -169,54 +193,17 @@ class Solver:
         return {name: self.strategy.reduce("SUM", value, axis=None)
                 for name, value in metrics.items()}
 
-    # --- checkpoints --------------------------------------------------------------------------
-    def restore(self, out_dir):
-        """Load the run directory's latest checkpoint, if it has one, and return its path.
-
-        Reads only: a checkpoint of another architecture is refused before anything is written.
-        """
-        self.out_dir = out_dir
-        self.manager = tf.train.CheckpointManager(
-            self.checkpoint, os.path.join(out_dir, "checkpoints"), max_to_keep=3)
-        path = self.manager.latest_checkpoint
-        if path is None:
-            return None
-        try:
-            saved = json.loads(tf.train.load_checkpoint(path).get_tensor(ARCH_KEY))
-        except (tf.errors.OpError, ValueError) as e:
-            raise config.ConfigError(
-                f"cannot read checkpoint {path} ({type(e).__name__}): "
-                "use another --out_dir, or delete that run directory to start over") from None
-        wanted = json.loads(self.arch.numpy())
-        differ = [k for k in sorted(wanted) if saved.get(k) != wanted[k]]
-        if differ:
-            def settings(arch):
-                return ", ".join(f"{k}={arch.get(k)}" for k in differ)
-            raise config.ConfigError(
-                f"the checkpoint in {out_dir} was made with {settings(saved)} but this run has "
-                f"{settings(wanted)}: pass the same settings to resume, or use another --out_dir")
-        self.checkpoint.restore(path).assert_existing_objects_matched()
-        return path
-
-    def save(self):
-        if self.chief:
-            return self.manager.save(checkpoint_number=int(self.step.numpy()))
-        # Saving is collective: every worker writes its copy, and only the chief's is kept.
-        temp = os.path.join(self.out_dir, f".worker-{self.strategy.cluster_resolver.task_id}")
-        self.checkpoint.write(os.path.join(temp, "ckpt"))
-        tf.io.gfile.rmtree(temp)
-        return None
-
     # --- the loop -----------------------------------------------------------------------------
-    def train(self, dataset, out_dir, max_steps, batch_size, log_every=config.LOG_EVERY,
+    def train(self, dataset, max_steps, *, batch_size, log_every=config.LOG_EVERY,
               sample_every=config.SAMPLE_EVERY, checkpoint_every=config.CHECKPOINT_EVERY):
-        """Train until step max_steps, writing logs, samples and checkpoints under out_dir.
+        """Train until step max_steps: each step, then now and then a log line, a sample grid
+        and a checkpoint, as the original. Returns the last checkpoint's path.
 
-        dataset: global batches, or under a strategy its distributed form. Ctrl-C (or SIGTERM)
-        finishes the step, saves a checkpoint and raises KeyboardInterrupt, so the same command
-        resumes from there; a second Ctrl-C stops at once.
+        dataset: global batches of batch_size, or under a strategy its distributed form.
+        Ctrl-C (or SIGTERM) finishes the step, saves a checkpoint and raises KeyboardInterrupt,
+        so the same command resumes from there; a second Ctrl-C stops at once.
         """
-        writer = (tf.summary.create_file_writer(os.path.join(out_dir, "logs")) if self.chief
+        writer = (tf.summary.create_file_writer(self.run.logs) if self.chief
                   else tf.summary.create_noop_writer())
         step = int(self.step.numpy())
         window_step, window_time = step, time.perf_counter()
@@ -237,7 +224,7 @@ class Solver:
                         print(progress_line(step, max_steps, values, steps_per_s * batch_size,
                                             (max_steps - step) / steps_per_s), flush=True)
                 if self.chief and (step % sample_every == 0 or step == max_steps):
-                    self.write_samples(out_dir, step)
+                    self.write_samples(step)
                 if step % checkpoint_every == 0:
                     self.save()
         path = self.save()
@@ -246,40 +233,40 @@ class Solver:
             raise KeyboardInterrupt
         return path
 
-    def write_samples(self, out_dir, step):
+    def write_samples(self, step):
         """The sampler's output on the fixed z: a TensorBoard image, a PNG and histograms."""
-        grid = image_grid(to_pixels(self.generator.sample(self.fixed_z)).numpy())
+        grid = files.image_grid(to_pixels(self.generator.sample(self.fixed_z)).numpy())
         tf.summary.image("samples", grid[None], step=step)
         for v in self.generator.trainable_variables + self.discriminator.trainable_variables:
             tf.summary.histogram(v.path, v, step=step)
-        save_png(grid, os.path.join(out_dir, "samples", f"step_{step:07d}.png"))
+        files.write_png(os.path.join(self.run.samples, f"step_{step:07d}.png"), grid)
 
+    # --- checkpoints --------------------------------------------------------------------------
+    def restore(self):
+        """Load the run directory's latest checkpoint, if it has one, and return its path.
 
-def load_generator(out_dir, checkpoint=None):
-    """The generator of a run directory's latest checkpoint (or of checkpoint), and its step.
+        Reads only: a checkpoint of another architecture is refused before anything is written.
+        """
+        path = self.manager.latest_checkpoint
+        if path is None:
+            return None
+        saved, _ = read_checkpoint(path)
+        if saved != self.generator.arch:
+            was, now = saved.differences(self.generator.arch)
+            raise config.ConfigError(
+                f"the checkpoint in {self.run.path} was made with {was} but this run has {now}: "
+                "pass the same settings to resume, or use another --out_dir")
+        self.checkpoint.restore(path).assert_existing_objects_matched()
+        return path
 
-    Built from the architecture the checkpoint records, so no training flag has to be repeated.
-    """
-    path = checkpoint or tf.train.latest_checkpoint(os.path.join(out_dir, "checkpoints"))
-    if path is None:
-        raise config.ConfigError(f"no checkpoint in {os.path.join(out_dir, 'checkpoints')}: train "
-                                 f"first (python train.py --out_dir {out_dir}) or pass --checkpoint")
-    try:
-        reader = tf.train.load_checkpoint(path)
-        arch = json.loads(reader.get_tensor(ARCH_KEY))
-        step = int(reader.get_tensor(STEP_KEY))
-    except (tf.errors.OpError, ValueError) as e:
-        raise config.ConfigError(f"cannot read checkpoint {path} ({type(e).__name__}): "
-                                 "pass a checkpoint that train.py wrote") from None
-    generator = Generator(arch["image_size"], arch["channels"], arch["z_dim"], arch["gf_dim"],
-                          arch["kernel_size"])
-    status = tf.train.Checkpoint(generator=generator).restore(path).expect_partial()
-    try:
-        status.assert_existing_objects_matched()  # every generator variable came from the file
-    except AssertionError:
-        raise config.ConfigError(f"checkpoint {path} does not hold this project's generator "
-                                 "(made by another version of the code?): train a new run") from None
-    return generator, step
+    def save(self):
+        if self.chief:
+            return self.manager.save(checkpoint_number=int(self.step.numpy()))
+        # Saving is collective: every worker writes its copy, and only the chief's is kept.
+        temp = os.path.join(self.run.path, f".worker-{self.strategy.cluster_resolver.task_id}")
+        self.checkpoint.write(os.path.join(temp, "ckpt"))
+        tf.io.gfile.rmtree(temp)
+        return None
 
 
 def is_chief(strategy):
@@ -317,37 +304,3 @@ def progress_line(step, max_steps, values, images_per_s, seconds_left):
             f"g_loss {values['g_loss']:.3f}  D(x) {values['D(x)']:.2f}  "
             f"D(G(z)) {values['D(G(z))']:.2f}  {images_per_s:.0f} img/s  "
             f"left {format_duration(seconds_left)}")
-
-
-def format_duration(seconds):
-    minutes, seconds = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{seconds:02d}s"
-
-
-def image_grid(pixels, cols=None):
-    """uint8 [N, H, W, C] -> one uint8 image, rows of cols images (default: a near-square grid),
-    the last row padded with black."""
-    n, h, w, c = pixels.shape
-    cols = cols or math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    pixels = np.concatenate([pixels, np.zeros((rows * cols - n, h, w, c), np.uint8)])
-    return pixels.reshape(rows, cols, h, w, c).transpose(0, 2, 1, 3, 4).reshape(rows * h, cols * w, c)
-
-
-def save_png(grid, path):
-    """Write atomically, so a reader never sees half a PNG."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    Image.fromarray(grid[..., 0] if grid.shape[-1] == 1 else grid).save(tmp, format="PNG")
-    os.replace(tmp, path)
-
-
-def save_json(values, path):
-    """Write atomically, as save_png."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(values, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)

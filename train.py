@@ -6,11 +6,11 @@
 Logs, sample grids and checkpoints go to --out_dir (default runs/DATASET); running the same
 command again resumes from its latest checkpoint.
 """
+import dataclasses
 import os
 import sys
-import tempfile
 
-import cli  # first: it sets up TensorFlow's environment before TensorFlow loads
+from utils import tf_setup  # noqa: F401 (first: TensorFlow's environment, before it loads)
 
 import keras
 import tensorflow as tf
@@ -18,45 +18,50 @@ from absl import flags
 
 import config
 import data
-from model import Discriminator, Generator, count_params
-from solver import RUN_FLAGS, Solver, save_json
+from model import Architecture, Discriminator, Generator, count_params
+from solver import Solver
+from utils import cli
 
-flags.DEFINE_string("dataset", "celeba", f"one of {', '.join(config.DATASETS)}, or tfds:NAME")
-flags.DEFINE_string("data_dir", None, "where the dataset lives (default: the dataset's own)")
-flags.DEFINE_string("out_dir", None, "run directory for logs, samples and checkpoints "
-                    "(default: runs/DATASET); an existing run there is resumed")
-flags.DEFINE_integer("max_steps", None, "train until this step (default: --epochs worth)")
-flags.DEFINE_integer("epochs", None, "epochs to train when --max_steps is not given "
-                     f"(default: {config.EPOCHS}, else {config.DEFAULT_EPOCHS})")
-flags.DEFINE_integer("batch_size", config.BATCH_SIZE, "images per step (original 100, paper 128)")
-flags.DEFINE_integer("image_size", None, "image height and width (default: the dataset's)")
-flags.DEFINE_integer("crop", None, "folder and tfds: centred crop box side before resizing "
-                     "(default: the largest centred square; 108 for CelebA faces, as prepro.py)")
-flags.DEFINE_float("lr", config.LR, "Adam learning rate, both networks")
-flags.DEFINE_float("beta1", config.BETA1, "Adam beta1, both networks")
-flags.DEFINE_integer("z_dim", config.Z_DIM, "size of z ~ U(-1, 1)")
-flags.DEFINE_integer("g_steps", config.G_STEPS, "generator updates per discriminator update "
-                     "(original 2, paper 1)")
-flags.DEFINE_float("label_smoothing", config.LABEL_SMOOTHING,
-                   "s in [0, 0.5): real targets become 1 - s")
-flags.DEFINE_bool("two_sided_smoothing", False,
-                  "with --label_smoothing, also lift fake targets from 0 to s (lab seed 002)")
-flags.DEFINE_integer("kernel_size", config.KERNEL_SIZE, "convolution kernel size")
-flags.DEFINE_integer("gf_dim", config.GF_DIM, "generator filters in its last hidden layer")
-flags.DEFINE_integer("df_dim", config.DF_DIM, "discriminator filters in its first layer")
-flags.DEFINE_enum("init", config.INIT, ["glorot", "normal"],
-                  "weight init: glorot (original) or normal, N(0, 0.02) (paper)")
-flags.DEFINE_integer("seed", 0, "seed for weights, z and data order")
-flags.DEFINE_integer("log_every", config.LOG_EVERY, "steps between loss logs")
-flags.DEFINE_integer("sample_every", config.SAMPLE_EVERY, "steps between sample grids")
-flags.DEFINE_integer("checkpoint_every", config.CHECKPOINT_EVERY, "steps between checkpoints")
-flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
-                  "tf.distribute: one device; all local GPUs; or several machines (TF_CONFIG)")
-flags.DEFINE_enum("mixed_precision", "auto", ["auto", "float32", "mixed_float16", "mixed_bfloat16"],
-                  "compute precision; auto: mixed_float16 on a GPU, float32 on a CPU")
-flags.DEFINE_bool("jit_compile", None, "compile each replica's step with XLA (default: on a "
-                  "GPU only; on the project's CPU its effect was within noise, see PERF.md)")
 FLAGS = flags.FLAGS
+
+
+def define_flags():
+    flags.DEFINE_string("dataset", "celeba", f"one of {', '.join(config.DATASETS)}, or tfds:NAME")
+    flags.DEFINE_string("data_dir", None, "where the dataset lives (default: the dataset's own)")
+    flags.DEFINE_string("out_dir", None, "run directory for logs, samples and checkpoints "
+                        "(default: runs/DATASET); an existing run there is resumed")
+    flags.DEFINE_integer("max_steps", None, "train until this step (default: --epochs worth)")
+    flags.DEFINE_integer("epochs", None, "epochs to train when --max_steps is not given "
+                         f"(default: {config.EPOCHS}, else {config.DEFAULT_EPOCHS})")
+    flags.DEFINE_integer("batch_size", config.BATCH_SIZE, "images per step (original 100, paper 128)")
+    flags.DEFINE_integer("image_size", None, "image height and width (default: the dataset's)")
+    flags.DEFINE_integer("crop", None, "folder and tfds: centred crop box side before resizing "
+                         "(default: the largest centred square; 108 for CelebA faces, as prepro.py)")
+    flags.DEFINE_float("lr", config.LR, "Adam learning rate, both networks")
+    flags.DEFINE_float("beta1", config.BETA1, "Adam beta1, both networks")
+    flags.DEFINE_integer("z_dim", config.Z_DIM, "size of z ~ U(-1, 1)")
+    flags.DEFINE_integer("g_steps", config.G_STEPS, "generator updates per discriminator update "
+                         "(original 2, paper 1)")
+    flags.DEFINE_float("label_smoothing", config.LABEL_SMOOTHING,
+                       "s in [0, 0.5): real targets become 1 - s")
+    flags.DEFINE_bool("two_sided_smoothing", False,
+                      "with --label_smoothing, also lift fake targets from 0 to s")
+    flags.DEFINE_integer("kernel_size", config.KERNEL_SIZE, "convolution kernel size")
+    flags.DEFINE_integer("gf_dim", config.GF_DIM, "generator filters in its last hidden layer")
+    flags.DEFINE_integer("df_dim", config.DF_DIM, "discriminator filters in its first layer")
+    flags.DEFINE_enum("init", config.INIT, ["glorot", "normal"],
+                      "weight init: glorot (original) or normal, N(0, 0.02) (paper)")
+    flags.DEFINE_integer("seed", 0, "seed for weights, z and data order")
+    flags.DEFINE_integer("log_every", config.LOG_EVERY, "steps between loss logs")
+    flags.DEFINE_integer("sample_every", config.SAMPLE_EVERY, "steps between sample grids")
+    flags.DEFINE_integer("checkpoint_every", config.CHECKPOINT_EVERY, "steps between checkpoints")
+    flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                      "tf.distribute: one device; all local GPUs; or several machines (TF_CONFIG)")
+    flags.DEFINE_enum("mixed_precision", "auto",
+                      ["auto", "float32", "mixed_float16", "mixed_bfloat16"],
+                      "compute precision; auto: mixed_float16 on a GPU, float32 on a CPU")
+    flags.DEFINE_bool("jit_compile", None, "compile each replica's step with XLA (default: on a "
+                      "GPU only; it slows the step on a CPU, see PERF.md)")
 
 
 def check_flags():
@@ -73,17 +78,6 @@ def check_flags():
         raise config.ConfigError(f"--beta1 must be in [0, 1), not {FLAGS.beta1}")
     if not 0 <= FLAGS.label_smoothing < 0.5:
         raise config.ConfigError(f"--label_smoothing must be in [0, 0.5), not {FLAGS.label_smoothing}")
-
-
-def make_run_dir(out_dir):
-    """Create the run directory, or say plainly why it cannot be written."""
-    try:
-        os.makedirs(out_dir, exist_ok=True)
-        with tempfile.TemporaryFile(dir=out_dir):  # nameless: several workers may probe at once
-            pass
-    except OSError as e:
-        raise config.ConfigError(
-            f"cannot write the run directory {out_dir} ({e.strerror}): choose another --out_dir") from None
 
 
 def make_strategy(name):
@@ -110,22 +104,24 @@ def run():
                                  f"{strategy.num_replicas_in_sync} replicas")
     keras.utils.set_random_seed(FLAGS.seed)
     out_dir = FLAGS.out_dir or os.path.join("runs", FLAGS.dataset.replace(":", "_"))
-    images = data.load(FLAGS.dataset, FLAGS.batch_size, FLAGS.image_size, FLAGS.data_dir,
-                       FLAGS.crop, FLAGS.seed)
+    images = data.load(FLAGS.dataset, FLAGS.batch_size, image_size=FLAGS.image_size,
+                       data_dir=FLAGS.data_dir, crop=FLAGS.crop, seed=FLAGS.seed)
+    arch = Architecture(image_size=images.image_size, channels=images.channels,
+                        z_dim=FLAGS.z_dim, gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim,
+                        kernel_size=FLAGS.kernel_size)
     with strategy.scope():  # variables (and batch norm's synchronisation) follow the strategy
-        generator = Generator(images.image_size, images.channels, FLAGS.z_dim, FLAGS.gf_dim,
-                              FLAGS.kernel_size, FLAGS.init)
-        discriminator = Discriminator(images.image_size, images.channels, FLAGS.df_dim,
-                                      FLAGS.kernel_size, FLAGS.init)
+        generator = Generator(arch, FLAGS.init)
+        discriminator = Discriminator(arch, FLAGS.init)
     jit_compile = on_gpu if FLAGS.jit_compile is None else FLAGS.jit_compile
-    solver = Solver(generator, discriminator, FLAGS.lr, FLAGS.beta1, FLAGS.g_steps,
-                    FLAGS.label_smoothing, FLAGS.two_sided_smoothing, FLAGS.seed, strategy,
-                    jit_compile)
+    solver = Solver(generator, discriminator, out_dir=out_dir, lr=FLAGS.lr, beta1=FLAGS.beta1,
+                    g_steps=FLAGS.g_steps, label_smoothing=FLAGS.label_smoothing,
+                    two_sided_smoothing=FLAGS.two_sided_smoothing, seed=FLAGS.seed,
+                    strategy=strategy, jit_compile=jit_compile)
     steps_per_epoch = images.count // FLAGS.batch_size
     epochs = FLAGS.epochs or config.EPOCHS.get(FLAGS.dataset, config.DEFAULT_EPOCHS)
     max_steps = FLAGS.max_steps or epochs * steps_per_epoch
 
-    resumed = solver.restore(out_dir)  # before any write: a mismatch leaves the directory as it was
+    resumed = solver.restore()  # before any write: a mismatch leaves the directory as it was
     step = int(solver.step.numpy())
     if resumed:
         print(f"Resuming from {resumed} at step {step}.")
@@ -133,11 +129,11 @@ def run():
         print(f"Nothing to do: {out_dir} is already at step {step} of {max_steps}; "
               "pass a larger --max_steps to train on.")
         return
-    make_run_dir(out_dir)
+    solver.run.create()
     if solver.chief:  # how the run was made, for evaluate.py (which real images) and for people
         flag_values = {f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])}
-        save_json({**flag_values, "image_size": images.image_size},
-                  os.path.join(out_dir, RUN_FLAGS))
+        solver.run.write_flags({**flag_values, "image_size": images.image_size,
+                                "architecture": dataclasses.asdict(arch)})
     print(f"DCGAN on {FLAGS.dataset}: {images.count} images of {images.image_size}x"
           f"{images.image_size}x{images.channels}, {steps_per_epoch} steps per epoch of batch "
           f"{FLAGS.batch_size}; generator {count_params(generator):,} and discriminator "
@@ -146,15 +142,16 @@ def run():
           f"training to step {max_steps}.")
     batches = strategy.experimental_distribute_dataset(images.batches)
     try:
-        path = solver.train(batches, out_dir, max_steps, FLAGS.batch_size, FLAGS.log_every,
-                            FLAGS.sample_every, FLAGS.checkpoint_every)
+        path = solver.train(batches, max_steps, batch_size=FLAGS.batch_size,
+                            log_every=FLAGS.log_every, sample_every=FLAGS.sample_every,
+                            checkpoint_every=FLAGS.checkpoint_every)
     except tf.errors.DataLossError:  # only TFRecords have checksums to fail
         data_dir = FLAGS.data_dir or config.DATASETS["celeba"]["data_dir"]
         raise data.damaged_shard_error(data_dir) from None
     if solver.chief:
-        print(f"Done at step {max_steps}: checkpoint {path}, samples in {out_dir}/samples, "
-              f"curves with: tensorboard --logdir {out_dir}/logs")
+        print(f"Done at step {max_steps}: checkpoint {path}, samples in {solver.run.samples}, "
+              f"curves with: tensorboard --logdir {solver.run.logs}")
 
 
 if __name__ == "__main__":
-    cli.main(run)
+    cli.main(run, define_flags)

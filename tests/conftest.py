@@ -1,31 +1,41 @@
-import cli  # noqa: F401 (first: TensorFlow's environment, as the commands set it)
+"""What several test modules share: the repository's root, tiny networks and solvers, running a
+command as a user does, and reading what a run wrote."""
+import dataclasses
+import io
+import json
+import os
+import subprocess
+import sys
+
+from utils import tf_setup  # noqa: F401 (first: TensorFlow's environment, as the commands set it)
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from PIL import Image
 
 # Two logical CPUs, so that tf.distribute can be tested with two replicas on this machine. Must
 # happen before TensorFlow starts; the default strategy still uses one device.
 tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU")[0],
                                            [tf.config.LogicalDeviceConfiguration()] * 2)
 
-from model import Discriminator, Generator
-from ops import batch_norm
-from solver import Solver
+import config  # noqa: E402 (after the devices are set)
+from model import Architecture, Discriminator, Generator  # noqa: E402
+from ops import batch_norm  # noqa: E402
+from solver import Solver  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # Tiny networks: the properties tested here do not depend on the size.
-TINY = dict(image_size=16, channels=3, kernel_size=5)
+TINY = Architecture(image_size=16, channels=3, z_dim=16, gf_dim=8, df_dim=8, kernel_size=5)
 
 
-def tiny_models(gf_dim=8, df_dim=8, seed=0, **arch):
+def tiny_models(seed=0, **changes):
+    """A generator and a discriminator of TINY, with the changes, from the seed's weights."""
     keras.utils.set_random_seed(seed)
-    arch = {**TINY, **arch}
-    generator = Generator(arch["image_size"], arch["channels"], z_dim=16, gf_dim=gf_dim,
-                          kernel_size=arch["kernel_size"])
-    discriminator = Discriminator(arch["image_size"], arch["channels"], df_dim=df_dim,
-                                  kernel_size=arch["kernel_size"])
-    return generator, discriminator
+    arch = dataclasses.replace(TINY, **changes)
+    return Generator(arch), Discriminator(arch)
 
 
 @pytest.fixture
@@ -77,3 +87,56 @@ def assert_same_training(reference, other, batches, other_batches, rtol, atol):
                 assert max(np.abs(a - initial).max(), np.abs(b - initial).max()) < 1e-4
             else:
                 np.testing.assert_allclose(a, b, atol=atol, rtol=0, err_msg=a.path)
+
+
+# --- commands, as a user runs them ------------------------------------------------------------
+def run_command(command, *args, cwd=ROOT, env=None, timeout=300):
+    """python COMMAND ARGS: a script of the repository (train.py) or a module (-m NAME)."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    target = ["-m", command[3:]] if command.startswith("-m ") else [os.path.join(ROOT, command)]
+    return subprocess.run([sys.executable, *target, *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def error_line(result, command):
+    """The command's one-line error; fails unless it exited non-zero with exactly that."""
+    assert result.returncode != 0, result.stdout
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"{command}: error: "), result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+def events(log_dir):
+    """{tag: {step: value}} from the run's TensorBoard event files."""
+    found = {}
+    for name in sorted(os.listdir(log_dir)):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(log_dir, name)):
+            for value in event.summary.value:
+                found.setdefault(value.tag, {})[event.step] = value
+    return found
+
+
+def checkpoint_value(path, name):
+    return tf.train.load_checkpoint(path).get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE")
+
+
+def write_shards(directory, size, shards=2, per_shard=5):
+    """TFRecords and a manifest as prepro.py writes them, of images of one grey level each:
+    10 * (the image's number)."""
+    entries = []
+    for s in range(shards):
+        name = f"celeba-{s:05d}-of-{shards:05d}.tfrecord"
+        with tf.io.TFRecordWriter(str(directory / name)) as writer:
+            for i in range(per_shard):
+                pixels = np.full((size, size, 3), 10 * (s * per_shard + i), np.uint8)
+                buffer = io.BytesIO()
+                Image.fromarray(pixels).save(buffer, format="PNG")
+                example = tf.train.Example(features=tf.train.Features(feature={
+                    "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[buffer.getvalue()])),
+                    "filename": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"%06d.jpg" % i])),
+                }))
+                writer.write(example.SerializeToString())
+        entries.append({"file": name, "count": per_shard, "bytes": (directory / name).stat().st_size})
+    (directory / config.MANIFEST).write_text(json.dumps({"size": size, "shards": entries}))

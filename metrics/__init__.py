@@ -1,0 +1,2 @@
+"""Measuring a generator: FID and KID (distances), the networks whose features they compare
+(features), and the digit classifier that gives MNIST its feature network (classifier)."""

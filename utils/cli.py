@@ -1,0 +1,48 @@
+"""What every command does around its work: it defines its absl flags, parses them, and reports
+a mistake the user can fix as one line "SCRIPT: error: ..." with exit status 1, not a stack
+trace. TensorFlow-free, so that prepro.py's worker processes can import it."""
+import os
+import sys
+
+from absl import app, flags, logging
+
+import config
+
+
+def main(run, define_flags):
+    """Define the flags, parse them and call run(). A flag error or a config.ConfigError ends
+    the program with one line and exit status 1; Ctrl-C with status 130.
+
+    Flags are defined here, when the command runs, not when its module is imported: the tests
+    import several commands into one process, and absl allows each flag name once."""
+    define_flags()
+    script = os.path.basename(sys.argv[0])
+
+    def parse_flags(argv):
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as e:  # absl's own message takes two lines and says FATAL
+            sys.exit(f"{script}: error: {e}: see python {script} --helpshort")
+
+    def checked_run(argv):
+        logging.set_verbosity(logging.WARNING)  # TensorFlow's checkpoint chatter
+        if len(argv) > 1:
+            sys.exit(f"{script}: error: unexpected arguments {argv[1:]}: flags take the form "
+                     "--name=value")
+        try:
+            run()
+        except config.ConfigError as e:
+            sys.exit(f"{script}: error: {e}")
+        except KeyboardInterrupt:
+            sys.exit(130)
+
+    app.run(checked_run, flags_parser=parse_flags)
+
+
+def format_duration(seconds):
+    """42s, 4m02s, 1h05m."""
+    minutes, seconds = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    if hours:
+        return f"{hours}h{minutes:02d}m"
+    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
