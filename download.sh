@@ -21,7 +21,8 @@ unpacks it to DATA_DIR/img_align_celeba/. Run it again to resume a cut download.
 Environment, to use a mirror (or, in the tests, a small archive):
   DATA_DIR     where the files go; the argument wins         [data]
   CELEBA_URL   where the zip comes from                      [$DRIVE_URL]
-               (Google Drive needs gdown: pip install gdown; any other URL uses curl)
+               (Google Drive needs gdown, from PATH or the project's .venv; any other URL
+               uses curl)
   CELEBA_MD5   md5 the zip must have                         [$OFFICIAL_MD5]
   CELEBA_SIZE  size in bytes the zip must have               [$OFFICIAL_SIZE]
 EOF
@@ -36,6 +37,7 @@ case "${1:-}" in
 esac
 [ $# -le 1 ] || die "expected at most one argument, DATA_DIR: see ./download.sh --help"
 
+HERE=$(cd "$(dirname "$0")" && pwd)
 DATA_DIR=${1:-${DATA_DIR:-data}}
 CELEBA_URL=${CELEBA_URL:-$DRIVE_URL}
 CELEBA_MD5=$(echo "${CELEBA_MD5:-$OFFICIAL_MD5}" | tr 'A-F' 'a-f')
@@ -96,11 +98,16 @@ fetch_with_curl() {
 # Google Drive answers a large file with a "cannot scan for viruses" page and a confirm
 # token; gdown knows the current form of that dance, and --continue resumes its own
 # temporary file (img_align_celeba.zip.partXXXXXXXX) after a cut.
+# gdown comes from PATH, else from the .venv beside this script, where README's quick start
+# installs the requirements (so it is found without activating the environment).
 fetch_from_drive() {
-  command -v gdown >/dev/null ||
-    die "downloading from Google Drive needs gdown: pip install gdown (or set CELEBA_URL to a plain HTTP(S) mirror), then run again"
+  local gdown
+  gdown=$(command -v gdown || true)
+  if [ -z "$gdown" ] && [ -x "$HERE/.venv/bin/gdown" ]; then gdown=$HERE/.venv/bin/gdown; fi
+  [ -n "$gdown" ] ||
+    die "downloading from Google Drive needs gdown, which is not on PATH nor in $HERE/.venv: pip install gdown (or the quick start's pip install -r requirements.txt), or set CELEBA_URL to a plain HTTP(S) mirror, then run again"
   local by_hand="download img_align_celeba.zip by hand from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html into $DATA_DIR/ and run again"
-  gdown --continue --output "$PART" "$CELEBA_URL" ||
+  "$gdown" --continue --output "$PART" "$CELEBA_URL" ||
     die "gdown could not fetch $CELEBA_URL (Drive often refuses this file for a day when it is over quota): try again later, or $by_hand"
   # Older gdown versions print an error and still exit 0.
   [ -f "$PART" ] || die "gdown got no file from $CELEBA_URL (over quota?): try again later, or $by_hand"

@@ -17,6 +17,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+pytestmark = pytest.mark.slow  # every test here runs download.sh in a process of its own
+
 SCRIPT = Path(__file__).resolve().parent.parent / "download.sh"
 DRIVE_ID = "0B7EVK8r0v71pZjFTYXZWM3FlRnM"
 
@@ -80,7 +82,7 @@ def data(tmp_path):
     return tmp_path / "data"
 
 
-def run(tmp_path, *args, archive=ARCHIVE, **env):
+def run(tmp_path, *args, archive=ARCHIVE, script=SCRIPT, **env):
     """Runs download.sh in tmp_path with DATA_DIR=tmp_path/data; env values of None unset."""
     env = {"DATA_DIR": str(tmp_path / "data"), "CELEBA_MD5": hashlib.md5(archive).hexdigest(),
            "CELEBA_SIZE": str(len(archive)), **env}
@@ -88,7 +90,7 @@ def run(tmp_path, *args, archive=ARCHIVE, **env):
     full = {k: v for k, v in os.environ.items() if not k.lower().endswith("_proxy")}
     full.update(env)
     full = {k: v for k, v in full.items() if v is not None}
-    return subprocess.run([str(SCRIPT), *args], env=full, cwd=tmp_path, capture_output=True,
+    return subprocess.run([str(script), *args], env=full, cwd=tmp_path, capture_output=True,
                           text=True, timeout=60)
 
 
@@ -225,19 +227,39 @@ def test_unreachable_url_fails_fast(tmp_path, data):
     assert not (data / "img_align_celeba.zip").exists() and unpacked(data) is None
 
 
+PATH_WITHOUT_GDOWN = "/usr/bin:/bin"  # the tools the script needs, without a venv's or user's gdown
+
+
+def script_alone(tmp_path):
+    """A copy of download.sh in a folder of its own: no project .venv beside it."""
+    (tmp_path / "project").mkdir()
+    return Path(shutil.copy(SCRIPT, tmp_path / "project" / "download.sh"))
+
+
 def test_google_drive_needs_gdown(tmp_path):
-    path = "/usr/bin:/bin"  # the tools the script needs, without a venv's or user's gdown
-    if shutil.which("gdown", path=path):
+    if shutil.which("gdown", path=PATH_WITHOUT_GDOWN):
         pytest.skip("gdown is installed system-wide")
-    line = error_line(run(tmp_path, CELEBA_URL=None, PATH=path))
-    assert "pip install gdown" in line
+    line = error_line(run(tmp_path, CELEBA_URL=None, PATH=PATH_WITHOUT_GDOWN,
+                          script=script_alone(tmp_path)))
+    assert "pip install gdown" in line and ".venv" in line
 
 
-@pytest.fixture
-def fake_gdown(tmp_path):
-    """A gdown on PATH that logs its arguments and 'downloads' $FAKE_ARCHIVE, if set."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
+def test_google_drive_finds_the_gdown_of_the_projects_venv(tmp_path, data):
+    """The quick start installs gdown into .venv and a user need not activate it."""
+    if shutil.which("gdown", path=PATH_WITHOUT_GDOWN):
+        pytest.skip("gdown is installed system-wide")
+    script = script_alone(tmp_path)
+    fake_gdown_at(tmp_path / "project" / ".venv" / "bin")
+    (tmp_path / "served.zip").write_bytes(ARCHIVE)
+    result = run(tmp_path, CELEBA_URL=None, PATH=PATH_WITHOUT_GDOWN, script=script,
+                 FAKE_ARCHIVE=str(tmp_path / "served.zip"), GDOWN_LOG=str(tmp_path / "gdown.log"))
+    assert result.returncode == 0, result.stderr
+    assert DRIVE_ID in (tmp_path / "gdown.log").read_text() and unpacked(data) == JPEGS
+
+
+def fake_gdown_at(bin_dir):
+    """A gdown that logs its arguments to $GDOWN_LOG and 'downloads' $FAKE_ARCHIVE, if set."""
+    bin_dir.mkdir(parents=True)
     gdown = bin_dir / "gdown"
     gdown.write_text('#!/usr/bin/env bash\n'
                      'echo "$*" >>"$GDOWN_LOG"\n'
@@ -247,6 +269,13 @@ def fake_gdown(tmp_path):
                      'done\n'
                      'if [ -n "${FAKE_ARCHIVE:-}" ]; then cp "$FAKE_ARCHIVE" "$out"; fi\n')
     gdown.chmod(0o755)
+
+
+@pytest.fixture
+def fake_gdown(tmp_path):
+    """The fake gdown, on PATH."""
+    bin_dir = tmp_path / "bin"
+    fake_gdown_at(bin_dir)
     (tmp_path / "served.zip").write_bytes(ARCHIVE)
     return dict(PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}", GDOWN_LOG=str(tmp_path / "gdown.log"))
 
