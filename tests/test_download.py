@@ -17,9 +17,12 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+import conftest
+from conftest import ROOT
+
 pytestmark = pytest.mark.slow  # every test here runs download.sh in a process of its own
 
-SCRIPT = Path(__file__).resolve().parent.parent / "download.sh"
+SCRIPT = Path(ROOT) / "download.sh"
 DRIVE_ID = "0B7EVK8r0v71pZjFTYXZWM3FlRnM"
 
 
@@ -95,11 +98,7 @@ def run(tmp_path, *args, archive=ARCHIVE, script=SCRIPT, **env):
 
 
 def error_line(result):
-    """The script's one-line error; fails unless it exited non-zero with exactly that."""
-    lines = result.stderr.strip().splitlines()
-    assert result.returncode != 0, result.stdout
-    assert len(lines) == 1 and lines[0].startswith("download.sh: error: "), result.stderr
-    return lines[0]
+    return conftest.error_line(result, "download.sh")
 
 
 def unpacked(data):
