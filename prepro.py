@@ -14,6 +14,7 @@ The output directory holds:
   skipped.txt     each input that was not used, with the reason (tab-separated)
   progress.json   which shards are complete and from which input; what a rerun consults
 """
+import collections
 import fcntl
 import functools
 import hashlib
@@ -242,9 +243,14 @@ def say(*args):
     print(*args, flush=True)
 
 
-def build(input_dir, output_dir, crop=108, size=64, shards=16, workers=None, partition=None,
+# What the writing steps share: where from, where to, how, with how many processes, said where.
+Job = collections.namedtuple("Job", "input_dir output_dir settings workers out")
+
+
+def build(input_dir, output_dir, *, crop=108, size=64, shards=16, workers=None, partition=None,
           encoding="png", quality=95, out=say):
-    """Write (or finish writing) the shards, skipped.txt and manifest.json; returns the manifest."""
+    """Write (or finish writing) the shards, skipped.txt and manifest.json; returns the manifest.
+    out: where the progress lines go."""
     check_settings(crop, size, shards, workers, partition, encoding, quality)
     workers = workers or cores()
     names, others = list_inputs(input_dir, partition)  # before creating anything
@@ -263,12 +269,13 @@ def build(input_dir, output_dir, crop=108, size=64, shards=16, workers=None, par
         raise config.ConfigError(f"cannot write the output folder {output_dir} ({e.strerror}): "
                                  "choose another --output_dir") from None
     try:
-        return write(input_dir, output_dir, plan, others, settings, workers, out)
+        return write(Job(input_dir, output_dir, settings, workers, out), plan, others)
     finally:
         os.close(held)
 
 
-def write(input_dir, output_dir, plan, others, settings, workers, out):
+def write(job, plan, others):
+    input_dir, output_dir, settings = job.input_dir, job.output_dir, job.settings
     path = lambda name: os.path.join(output_dir, name)
     try:
         progress = json.loads(read_text(path(PROGRESS)) or "{}").get("shards", {})
@@ -293,15 +300,15 @@ def write(input_dir, output_dir, plan, others, settings, workers, out):
         files.sync(output_dir)
 
     total = sum(len(names) for _, names, _ in todo)
-    workers = max(1, min(workers, total))
+    job = job._replace(workers=max(1, min(job.workers, total)))
     head = (f"{input_dir} -> {output_dir}: {sum(len(n) for _, n, _ in plan):,} images in "
             f"{len(plan)} shards")
     if todo:
-        out(f"{head}, {len(done)} already complete; preparing {total:,} images with {workers} "
-            f"worker{'s' if workers > 1 else ''}.")
-        write_shards(input_dir, output_dir, todo, done, settings, workers, total, out)
+        job.out(f"{head}, {len(done)} already complete; preparing {total:,} images with "
+                f"{job.workers} worker{'s' if job.workers > 1 else ''}.")
+        write_shards(job, todo, done, total)
     else:
-        out(f"{head}, all already complete.")
+        job.out(f"{head}, all already complete.")
 
     unsupported = "not " + "/".join(IMAGE_EXTENSIONS)
     skipped = sorted([[n, "unsupported extension", unsupported] for n in others] +
@@ -328,7 +335,7 @@ def write(input_dir, output_dir, plan, others, settings, workers, out):
     if read_text(path(MANIFEST)) != text:  # written last: data.py finds a manifest only when done
         files.write_text(path(MANIFEST), text)
     size = sum(os.path.getsize(path(file)) for file, _, _ in plan)
-    out(f"Done: {count:,} images of {settings['size']}x{settings['size']} in {len(plan)} shards "
+    job.out(f"Done: {count:,} images of {settings['size']}x{settings['size']} in {len(plan)} shards "
         f"({size / 1e6:,.1f} MB) in {output_dir}; skipped {len(skipped):,}"
         + (f" ({', '.join(f'{n:,} {r}' for r, n in reasons.items())}), listed in {path(SKIPPED)}."
            if skipped else "."))
@@ -339,21 +346,21 @@ def ignore_interrupts():
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle, once
 
 
-def write_shards(input_dir, output_dir, todo, done, settings, workers, total, out):
+def write_shards(job, todo, done, total):
     """Prepare the images of the todo shards in a process pool and write them in sorted order."""
     # spawn, not fork: the parent is about to load TensorFlow, and forking it can deadlock the
     # children. An executor rather than multiprocessing.Pool: a worker that dies raises instead
     # of hanging. Started first, so that the workers start up while TensorFlow loads.
-    pool = ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"),
-                               initializer=ignore_interrupts) if workers > 1 else None
+    pool = ProcessPoolExecutor(job.workers, multiprocessing.get_context("spawn"),
+                               initializer=ignore_interrupts) if job.workers > 1 else None
     try:
-        write_records(input_dir, output_dir, todo, done, settings, workers, total, out, pool)
+        write_records(job, todo, done, total, pool)
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
 
 
-def write_records(input_dir, output_dir, todo, done, settings, workers, total, out, pool):
+def write_records(job, todo, done, total, pool):
     from utils import tf_setup  # noqa: F401 (here: the workers and the error paths do without)
     import tensorflow as tf
 
@@ -363,15 +370,16 @@ def write_records(input_dir, output_dir, todo, done, settings, workers, total, o
             feature={"image": feature(image), "filename": feature(name.encode())}))
         return proto.SerializeToString(deterministic=True)  # map order fixed: same bytes every run
 
-    task = functools.partial(process, input_dir, settings["crop"], settings["size"],
+    settings = job.settings
+    task = functools.partial(process, job.input_dir, settings["crop"], settings["size"],
                              settings["encoding"], settings.get("quality", 95))
     names = [n for _, shard, _ in todo for n in shard]
-    chunk = max(1, min(64, total // (4 * workers)))
+    chunk = max(1, min(64, total // (4 * job.workers)))
     results = pool.map(task, names, chunksize=chunk) if pool else map(task, names)  # in order
     start = last = time.monotonic()
     processed = 0
     for file, shard, key in todo:
-        final = os.path.join(output_dir, file)
+        final = os.path.join(job.output_dir, file)
         count, skipped = 0, []
         # Named as a shard only once complete: a crash leaves NAME.tmp, which a rerun deletes.
         with files.replacing(final) as tmp, tf.io.TFRecordWriter(tmp) as writer:
@@ -386,18 +394,19 @@ def write_records(input_dir, output_dir, todo, done, settings, workers, total, o
                 now = time.monotonic()
                 if now - last >= PROGRESS_EVERY or processed == total:
                     rate = processed / max(now - start, 1e-9)
-                    out(f"  {processed:,}/{total:,} images ({100 * processed // total}%), "
+                    job.out(f"  {processed:,}/{total:,} images ({100 * processed // total}%), "
                         f"{rate:,.0f} img/s, {cli.format_duration((total - processed) / rate)} left")
                     last = now
         done[file] = {"key": key, "count": count, "bytes": os.path.getsize(final),
                       "skipped": skipped}
-        write_progress(output_dir, done)
+        write_progress(job.output_dir, done)
 
 
 def run():
     try:
-        build(FLAGS.input_dir, FLAGS.output_dir, FLAGS.crop, FLAGS.size, FLAGS.shards,
-              FLAGS.workers, FLAGS.partition, FLAGS.encoding, FLAGS.quality)
+        build(FLAGS.input_dir, FLAGS.output_dir, crop=FLAGS.crop, size=FLAGS.size,
+              shards=FLAGS.shards, workers=FLAGS.workers, partition=FLAGS.partition,
+              encoding=FLAGS.encoding, quality=FLAGS.quality)
     except KeyboardInterrupt:
         print("prepro.py: interrupted: the same command resumes, keeping the complete shards",
               file=sys.stderr)

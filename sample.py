@@ -68,7 +68,7 @@ def load_grid_z(sample_dir, seed, indices, flag):
     return z[indices]
 
 
-def grid(generator, sample_dir, seed, num_samples, batch_size=256):
+def grid(generator, sample_dir, *, seed, num_samples, batch_size=256):
     z = draw_z(num_samples, generator.arch.z_dim, seed)
     cols = math.ceil(math.sqrt(len(z)))
     path = os.path.join(sample_dir, f"grid_seed{seed}.png")
@@ -78,8 +78,8 @@ def grid(generator, sample_dir, seed, num_samples, batch_size=256):
             f"(sample i is at row i // {cols}, column i % {cols}, counting from 0)"]
 
 
-def interpolate(generator, sample_dir, seed, pairs, steps, interpolation="slerp", indices=None,
-                batch_size=256):
+def interpolate(generator, sample_dir, *, seed, pairs, steps, interpolation="slerp",
+                indices=None, batch_size=256):
     """Walks between pairs of z: those of the seed's grid that indices names, or fresh ones."""
     if indices:
         if len(indices) % 2:
@@ -99,7 +99,7 @@ def interpolate(generator, sample_dir, seed, pairs, steps, interpolation="slerp"
     return [name + ".png", name + ".gif"]
 
 
-def arithmetic(generator, sample_dir, seed, a, b, c, noise=0.25, batch_size=256):
+def arithmetic(generator, sample_dir, *, seed, a, b, c, noise=0.25, batch_size=256):
     """The paper's figure 7: the mean z of each group (a, b, c: sample numbers of the seed's
     grid), then a - b + c and its perturbations."""
     if not (a and b and c):
@@ -136,13 +136,15 @@ def run():
     sample_dir = run_dir.generated
     files.make_folder(sample_dir, "check the run directory's permissions")
     if FLAGS.mode == "grid":
-        written = grid(generator, sample_dir, FLAGS.seed, FLAGS.num_samples, FLAGS.batch_size)
+        written = grid(generator, sample_dir, seed=FLAGS.seed, num_samples=FLAGS.num_samples,
+                       batch_size=FLAGS.batch_size)
     elif FLAGS.mode == "interpolate":
-        written = interpolate(generator, sample_dir, FLAGS.seed, FLAGS.pairs, FLAGS.steps,
-                              FLAGS.interpolation, FLAGS.indices, FLAGS.batch_size)
+        written = interpolate(generator, sample_dir, seed=FLAGS.seed, pairs=FLAGS.pairs,
+                              steps=FLAGS.steps, interpolation=FLAGS.interpolation,
+                              indices=FLAGS.indices, batch_size=FLAGS.batch_size)
     else:
-        written = arithmetic(generator, sample_dir, FLAGS.seed, FLAGS.a, FLAGS.b, FLAGS.c,
-                             FLAGS.noise, FLAGS.batch_size)
+        written = arithmetic(generator, sample_dir, seed=FLAGS.seed, a=FLAGS.a, b=FLAGS.b,
+                             c=FLAGS.c, noise=FLAGS.noise, batch_size=FLAGS.batch_size)
     print(f"{FLAGS.mode} from the generator at step {step}: " + " ".join(written))
 
 

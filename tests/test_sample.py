@@ -130,16 +130,17 @@ def test_arithmetic_decodes_mean_a_minus_mean_b_plus_mean_c(generator, grid9):
     np.testing.assert_array_equal(rows[3], to_pixels(generator.sample(answer)))
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda g, out: sample.arithmetic(g, out, 99, ["0"], ["1"], ["2"]), "grid_seed99.npy not found"),
-    (lambda g, out: sample.arithmetic(g, out, 6, ["0"], ["1"], ["200"]), "--c 200 is not a sample"),
-    (lambda g, out: sample.arithmetic(g, out, 6, ["0"], ["x"], ["2"]), "--b takes sample numbers"),
-    (lambda g, out: sample.arithmetic(g, out, 6, ["0"], None, None), "needs --a, --b and --c"),
-    (lambda g, out: sample.interpolate(g, out, 6, None, 3, indices=["1", "2", "3"]), "pairs"),
+@pytest.mark.parametrize("asked, message", [
+    (dict(mode="arithmetic", seed=99, a=["0"], b=["1"], c=["2"]), "grid_seed99.npy not found"),
+    (dict(mode="arithmetic", seed=6, a=["0"], b=["1"], c=["200"]), "--c 200 is not a sample"),
+    (dict(mode="arithmetic", seed=6, a=["0"], b=["x"], c=["2"]), "--b takes sample numbers"),
+    (dict(mode="arithmetic", seed=6, a=["0"], b=None, c=None), "needs --a, --b and --c"),
+    (dict(mode="interpolate", seed=6, pairs=None, steps=3, indices=["1", "2", "3"]), "pairs"),
 ])
-def test_bad_requests_say_what_to_do(generator, grid9, call, message):
+def test_bad_requests_say_what_to_do(generator, grid9, asked, message):
+    mode = getattr(sample, asked["mode"])
     with pytest.raises(config.ConfigError, match=re.escape(message)):
-        call(generator, grid9[0])
+        mode(generator, grid9[0], **{k: v for k, v in asked.items() if k != "mode"})
 
 
 @pytest.mark.slow
