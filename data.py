@@ -129,7 +129,7 @@ def folder_images(data_dir, image_size, crop):
     return images.ignore_errors(log_warning=True), len(files)  # skip unreadable files, say which
 
 
-def tfds_images(name, data_dir, image_size, crop, seed):
+def tfds_images(name, *, data_dir, image_size, crop, seed):
     """Returns (images, count, image_size, channels); the size defaults to the dataset's own
     when its images are square (tfds:mnist trains at 28x28), else to 64."""
     import tensorflow_datasets as tfds  # imported here: slow, and only this source needs it
@@ -161,7 +161,8 @@ def load(dataset, batch_size, *, image_size=None, data_dir=None, crop=None, seed
     fixed-size graph did, so every step sees a full batch.
     """
     if dataset.startswith("tfds:"):
-        images, count, image_size, channels = tfds_images(dataset[5:], data_dir, image_size, crop, seed)
+        images, count, image_size, channels = tfds_images(
+            dataset[5:], data_dir=data_dir, image_size=image_size, crop=crop, seed=seed)
     elif dataset in config.DATASETS:
         defaults = config.DATASETS[dataset]
         image_size = image_size or defaults["image_size"]

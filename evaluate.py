@@ -29,15 +29,15 @@ NUM_SAMPLES = 50_000  # the field's standard for FID, CelebA 64x64 included
 FLAGS = flags.FLAGS
 
 
-def real_source(run, dataset, data_dir):
+def real_source(run_dir, dataset, data_dir):
     """(dataset, data_dir, crop) of the real images: --dataset, else the run's flags.json."""
     if dataset:
         return dataset, data_dir, None
-    run_flags = run.read_flags()
+    run_flags = run_dir.read_flags()
     try:
         return run_flags["dataset"], data_dir or run_flags.get("data_dir"), run_flags.get("crop")
     except (KeyError, TypeError, AttributeError) as e:
-        raise config.ConfigError(f"{run.flags} is damaged ({e!r}): pass --dataset") from None
+        raise config.ConfigError(f"{run_dir.flags_json} is damaged ({e!r}): pass --dataset") from None
 
 
 def check_flags():
@@ -57,8 +57,8 @@ def sample_count(requested, available):
     return available
 
 
-def write_scalars(run, step, name, fid, kid_mean):
-    writer = tf.summary.create_file_writer(run.logs)
+def write_scalars(run_dir, step, name, *, fid, kid_mean):
+    writer = tf.summary.create_file_writer(run_dir.logs)
     with writer.as_default():
         tf.summary.scalar(f"eval/fid_{name}", fid, step=step)
         tf.summary.scalar(f"eval/kid_{name}", kid_mean, step=step)
@@ -70,6 +70,7 @@ def run():
     check_flags()
     run_dir = RunDir(FLAGS.out_dir)
     generator, step, checkpoint = load_generator(run_dir, FLAGS.checkpoint)
+    files.make_folder(run_dir.eval, "check the run directory's permissions")  # before the work
     dataset, data_dir, crop = real_source(run_dir, FLAGS.dataset, FLAGS.data_dir)
     images = data.load(dataset, FLAGS.batch_size, image_size=generator.arch.image_size,
                        data_dir=data_dir, crop=crop, seed=FLAGS.seed)
@@ -98,7 +99,7 @@ def run():
                   kid_subset_size=min(distances.KID_SUBSET_SIZE, count))
     path = os.path.join(run_dir.eval, f"step_{step:07d}_{name}.json")
     files.write_json(path, result)
-    write_scalars(run_dir, step, name, fid, kid_mean)
+    write_scalars(run_dir, step, name, fid=fid, kid_mean=kid_mean)
     print(f"FID {fid:.4f}  KID {kid_mean:.5f} ± {kid_std:.5f}  at step {step}: {name} features, "
           f"resize {resize}, {real.count:,} real and {generated.count:,} generated images")
     print(f"Wrote {path}, and eval/fid_{name}, eval/kid_{name} to {run_dir.logs} "

@@ -33,7 +33,6 @@ from absl import flags
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 import config
-from config import IMAGE_EXTENSIONS, MANIFEST
 from utils import cli, files
 
 ENCODINGS = ("png", "jpeg")  # what data.py decodes; benchmarks/input_pipeline.py also measures "raw"
@@ -42,8 +41,9 @@ PARTITION_FILE = "list_eval_partition.txt"
 PROGRESS = "progress.json"
 SKIPPED = "skipped.txt"
 SHARD = "celeba-{:05d}-of-{:05d}.tfrecord"
-OURS = re.compile(  # what a run may delete in the output folder: its own files, nothing else
-    r"celeba-\d{5}-of-\d{5}\.tfrecord(\.tmp)?|(manifest|progress)\.json\.tmp|skipped\.txt\.tmp")
+OURS = re.compile("|".join(  # what a run may delete in the output folder: its own files only
+    [rf"celeba-\d{{5}}-of-\d{{5}}\.tfrecord({re.escape(files.TMP)})?"]
+    + [re.escape(name + files.TMP) for name in (config.MANIFEST, PROGRESS, SKIPPED)]))
 FORMAT = 1  # bump when the bytes written for the same input change; a rerun then rewrites all
 PROGRESS_EVERY = 5  # seconds between progress lines
 
@@ -113,7 +113,7 @@ def encode(pixels, encoding, quality=95):
     return buffer.getvalue()
 
 
-def process(input_dir, crop, size, encoding, quality, name):
+def process(name, *, input_dir, crop, size, encoding, quality):
     """(encoded image, None, None) or (None, reason, detail) for one file; runs in a worker."""
     path = os.path.join(input_dir, name)
     try:
@@ -163,11 +163,11 @@ def list_inputs(input_dir, partition=None):
     except OSError as e:
         raise config.ConfigError(
             f"cannot read the input folder {input_dir} ({e.strerror})") from None
-    images = [n for n in names if n.lower().endswith(IMAGE_EXTENSIONS)]
+    images = [n for n in names if n.lower().endswith(config.IMAGE_EXTENSIONS)]
     if not images:
-        raise config.ConfigError(f"no {'/'.join(IMAGE_EXTENSIONS)} images in {input_dir}: run "
-                                 "./download.sh, or pass --input_dir")
-    others = [n for n in names if not n.lower().endswith(IMAGE_EXTENSIONS)]
+        raise config.ConfigError(f"no {'/'.join(config.IMAGE_EXTENSIONS)} images in {input_dir}: "
+                                 "run ./download.sh, or pass --input_dir")
+    others = [n for n in names if not n.lower().endswith(config.IMAGE_EXTENSIONS)]
     if partition:
         selected = read_partition(input_dir, partition)
         images = [n for n in images if n in selected]
@@ -220,7 +220,7 @@ def lock(output_dir):
     return fd
 
 
-def check_settings(crop, size, shards, workers, partition, encoding, quality):
+def check_settings(*, crop, size, shards, workers, partition, encoding, quality):
     for name, value in [("crop", crop), ("size", size), ("shards", shards), ("workers", workers)]:
         if value is not None and value <= 0:
             raise config.ConfigError(f"--{name} must be a positive number, not {value}")
@@ -251,7 +251,8 @@ def build(input_dir, output_dir, *, crop=108, size=64, shards=16, workers=None, 
           encoding="png", quality=95, out=say):
     """Write (or finish writing) the shards, skipped.txt and manifest.json; returns the manifest.
     out: where the progress lines go."""
-    check_settings(crop, size, shards, workers, partition, encoding, quality)
+    check_settings(crop=crop, size=size, shards=shards, workers=workers, partition=partition,
+                   encoding=encoding, quality=quality)
     workers = workers or cores()
     names, others = list_inputs(input_dir, partition)  # before creating anything
     if os.path.realpath(input_dir) == os.path.realpath(output_dir):
@@ -292,8 +293,8 @@ def write(job, plan, others):
     # rewritten go first: from here on, a file under a shard's name is a complete one of this plan.
     stale = [n for n in sorted(os.listdir(output_dir)) if OURS.fullmatch(n) and n not in done]
     if todo or stale:
-        if os.path.exists(path(MANIFEST)):  # it would describe a mix of old and new shards
-            os.remove(path(MANIFEST))
+        if os.path.exists(path(config.MANIFEST)):  # it would describe a mix of old and new shards
+            os.remove(path(config.MANIFEST))
         for name in stale:
             os.remove(path(name))
         write_progress(output_dir, done)
@@ -310,7 +311,7 @@ def write(job, plan, others):
     else:
         job.out(f"{head}, all already complete.")
 
-    unsupported = "not " + "/".join(IMAGE_EXTENSIONS)
+    unsupported = "not " + "/".join(config.IMAGE_EXTENSIONS)
     skipped = sorted([[n, "unsupported extension", unsupported] for n in others] +
                      [s for entry in done.values() for s in entry["skipped"]])
     reasons = {}
@@ -332,13 +333,13 @@ def write(job, plan, others):
                            for file, _, _ in plan],
                 "skipped": reasons, "settings": settings}
     text = json.dumps(manifest, indent=1) + "\n"
-    if read_text(path(MANIFEST)) != text:  # written last: data.py finds a manifest only when done
-        files.write_text(path(MANIFEST), text)
+    if read_text(path(config.MANIFEST)) != text:  # written last: data.py finds it only when done
+        files.write_text(path(config.MANIFEST), text)
     size = sum(os.path.getsize(path(file)) for file, _, _ in plan)
-    job.out(f"Done: {count:,} images of {settings['size']}x{settings['size']} in {len(plan)} shards "
-        f"({size / 1e6:,.1f} MB) in {output_dir}; skipped {len(skipped):,}"
-        + (f" ({', '.join(f'{n:,} {r}' for r, n in reasons.items())}), listed in {path(SKIPPED)}."
-           if skipped else "."))
+    listed = ", ".join(f"{n:,} {r}" for r, n in reasons.items())
+    job.out(f"Done: {count:,} images of {settings['size']}x{settings['size']} in {len(plan)} "
+            f"shards ({size / 1e6:,.1f} MB) in {output_dir}; skipped {len(skipped):,}"
+            + (f" ({listed}), listed in {path(SKIPPED)}." if skipped else "."))
     return manifest
 
 
@@ -354,13 +355,13 @@ def write_shards(job, todo, done, total):
     pool = ProcessPoolExecutor(job.workers, multiprocessing.get_context("spawn"),
                                initializer=ignore_interrupts) if job.workers > 1 else None
     try:
-        write_records(job, todo, done, total, pool)
+        write_records(job, todo, done, total=total, pool=pool)
     finally:
         if pool:
             pool.shutdown(cancel_futures=True)
 
 
-def write_records(job, todo, done, total, pool):
+def write_records(job, todo, done, *, total, pool):
     from utils import tf_setup  # noqa: F401 (here: the workers and the error paths do without)
     import tensorflow as tf
 
@@ -371,8 +372,9 @@ def write_records(job, todo, done, total, pool):
         return proto.SerializeToString(deterministic=True)  # map order fixed: same bytes every run
 
     settings = job.settings
-    task = functools.partial(process, job.input_dir, settings["crop"], settings["size"],
-                             settings["encoding"], settings.get("quality", 95))
+    task = functools.partial(process, input_dir=job.input_dir, crop=settings["crop"],
+                             size=settings["size"], encoding=settings["encoding"],
+                             quality=settings.get("quality", 95))
     names = [n for _, shard, _ in todo for n in shard]
     chunk = max(1, min(64, total // (4 * job.workers)))
     results = pool.map(task, names, chunksize=chunk) if pool else map(task, names)  # in order
@@ -394,8 +396,9 @@ def write_records(job, todo, done, total, pool):
                 now = time.monotonic()
                 if now - last >= PROGRESS_EVERY or processed == total:
                     rate = processed / max(now - start, 1e-9)
+                    left = cli.format_duration((total - processed) / rate)
                     job.out(f"  {processed:,}/{total:,} images ({100 * processed // total}%), "
-                        f"{rate:,.0f} img/s, {cli.format_duration((total - processed) / rate)} left")
+                            f"{rate:,.0f} img/s, {left} left")
                     last = now
         done[file] = {"key": key, "count": count, "bytes": os.path.getsize(final),
                       "skipped": skipped}

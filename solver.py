@@ -1,8 +1,8 @@
 """Training: the losses, the D and G updates, the tf.function train step, and the loop that logs,
 samples and checkpoints into the run directory.
 
-The step comes twice. original_step is the original's iteration as it reads on the slides; the
-solver trains with fast_step, which computes the same thing with one forward pass of G fewer
+The step comes twice. original_step is the original's iteration, written out; the solver trains
+with fast_step, which computes the same thing with one forward pass of G fewer
 (tests/test_solver.py shows the two equal, step after step).
 """
 import os
@@ -15,8 +15,7 @@ import tensorflow as tf
 import config
 from model import layers_of, to_pixels
 from ops import batch_norm
-from utils import files
-from utils.cli import format_duration
+from utils import cli, files
 from utils.run_dir import RunDir, read_checkpoint
 
 
@@ -94,11 +93,11 @@ class Solver:
             generator=generator, discriminator=discriminator, g_optimizer=self.g_optimizer,
             d_optimizer=self.d_optimizer, step=self.step, seed=self.seed, fixed_z=self.fixed_z,
             arch=self.arch)
-        self.run = self.manager = None
+        self.run_dir = self.manager = None
         if out_dir:
-            self.run = RunDir(out_dir)
+            self.run_dir = RunDir(out_dir)
             self.manager = tf.train.CheckpointManager(  # creates no file until the first save
-                self.checkpoint, self.run.checkpoints, max_to_keep=3)
+                self.checkpoint, self.run_dir.checkpoints, max_to_keep=3)
         if jit_compile:  # XLA compiles each replica's step; the cross-replica sums stay outside
             self.replica_step = tf.function(self.replica_step, jit_compile=True)
 
@@ -203,7 +202,8 @@ class Solver:
         Ctrl-C (or SIGTERM) finishes the step, saves a checkpoint and raises KeyboardInterrupt,
         so the same command resumes from there; a second Ctrl-C stops at once.
         """
-        writer = (tf.summary.create_file_writer(self.run.logs) if self.chief
+        self.needs_run_dir()
+        writer = (tf.summary.create_file_writer(self.run_dir.logs) if self.chief
                   else tf.summary.create_noop_writer())
         step = int(self.step.numpy())
         window_step, window_time = step, time.perf_counter()
@@ -221,8 +221,10 @@ class Solver:
                     steps_per_s = (step - window_step) / (now - window_time)
                     window_step, window_time = step, now
                     if self.chief:
-                        print(progress_line(step, max_steps, values, steps_per_s * batch_size,
-                                            (max_steps - step) / steps_per_s), flush=True)
+                        print(progress_line(step, max_steps, values,
+                                            images_per_s=steps_per_s * batch_size,
+                                            seconds_left=(max_steps - step) / steps_per_s),
+                              flush=True)
                 if self.chief and (step % sample_every == 0 or step == max_steps):
                     self.write_samples(step)
                 if step % checkpoint_every == 0:
@@ -239,7 +241,7 @@ class Solver:
         tf.summary.image("samples", grid[None], step=step)
         for v in self.generator.trainable_variables + self.discriminator.trainable_variables:
             tf.summary.histogram(v.path, v, step=step)
-        files.write_png(os.path.join(self.run.samples, f"step_{step:07d}.png"), grid)
+        files.write_png(os.path.join(self.run_dir.samples, f"step_{step:07d}.png"), grid)
 
     # --- checkpoints --------------------------------------------------------------------------
     def restore(self):
@@ -247,6 +249,7 @@ class Solver:
 
         Reads only: a checkpoint of another architecture is refused before anything is written.
         """
+        self.needs_run_dir()
         path = self.manager.latest_checkpoint
         if path is None:
             return None
@@ -254,19 +257,26 @@ class Solver:
         if saved != self.generator.arch:
             was, now = saved.differences(self.generator.arch)
             raise config.ConfigError(
-                f"the checkpoint in {self.run.path} was made with {was} but this run has {now}: "
-                "pass the same settings to resume, or use another --out_dir")
+                f"the checkpoint in {self.run_dir.path} was made with {was} but this run has "
+                f"{now}: pass the same settings to resume, or use another --out_dir")
         self.checkpoint.restore(path).assert_existing_objects_matched()
         return path
 
     def save(self):
+        self.needs_run_dir()
         if self.chief:
             return self.manager.save(checkpoint_number=int(self.step.numpy()))
         # Saving is collective: every worker writes its copy, and only the chief's is kept.
-        temp = os.path.join(self.run.path, f".worker-{self.strategy.cluster_resolver.task_id}")
+        worker = self.strategy.cluster_resolver.task_id
+        temp = os.path.join(self.run_dir.path, f".worker-{worker}")
         self.checkpoint.write(os.path.join(temp, "ckpt"))
         tf.io.gfile.rmtree(temp)
         return None
+
+    def needs_run_dir(self):
+        if self.run_dir is None:
+            raise ValueError("this Solver was made without out_dir: it trains steps, but has "
+                             "nowhere to log, sample or save")
 
 
 def is_chief(strategy):
@@ -298,9 +308,9 @@ class stop_requests:
             signal.signal(s, handler)
 
 
-def progress_line(step, max_steps, values, images_per_s, seconds_left):
+def progress_line(step, max_steps, values, *, images_per_s, seconds_left):
     return (f"step {step}/{max_steps}  d_loss {values['d_loss']:.3f} "
             f"(real {values['d_loss_real']:.3f}, fake {values['d_loss_fake']:.3f})  "
             f"g_loss {values['g_loss']:.3f}  D(x) {values['D(x)']:.2f}  "
             f"D(G(z)) {values['D(G(z))']:.2f}  {images_per_s:.0f} img/s  "
-            f"left {format_duration(seconds_left)}")
+            f"left {cli.format_duration(seconds_left)}")

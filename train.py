@@ -25,45 +25,6 @@ from utils import cli
 FLAGS = flags.FLAGS
 
 
-def define_flags():
-    flags.DEFINE_string("dataset", "celeba", f"one of {', '.join(config.DATASETS)}, or tfds:NAME")
-    flags.DEFINE_string("data_dir", None, "where the dataset lives (default: the dataset's own)")
-    flags.DEFINE_string("out_dir", None, "run directory for logs, samples and checkpoints "
-                        "(default: runs/DATASET); an existing run there is resumed")
-    flags.DEFINE_integer("max_steps", None, "train until this step (default: --epochs worth)")
-    flags.DEFINE_integer("epochs", None, "epochs to train when --max_steps is not given "
-                         f"(default: {config.EPOCHS}, else {config.DEFAULT_EPOCHS})")
-    flags.DEFINE_integer("batch_size", config.BATCH_SIZE, "images per step (original 100, paper 128)")
-    flags.DEFINE_integer("image_size", None, "image height and width (default: the dataset's)")
-    flags.DEFINE_integer("crop", None, "folder and tfds: centred crop box side before resizing "
-                         "(default: the largest centred square; 108 for CelebA faces, as prepro.py)")
-    flags.DEFINE_float("lr", config.LR, "Adam learning rate, both networks")
-    flags.DEFINE_float("beta1", config.BETA1, "Adam beta1, both networks")
-    flags.DEFINE_integer("z_dim", config.Z_DIM, "size of z ~ U(-1, 1)")
-    flags.DEFINE_integer("g_steps", config.G_STEPS, "generator updates per discriminator update "
-                         "(original 2, paper 1)")
-    flags.DEFINE_float("label_smoothing", config.LABEL_SMOOTHING,
-                       "s in [0, 0.5): real targets become 1 - s")
-    flags.DEFINE_bool("two_sided_smoothing", False,
-                      "with --label_smoothing, also lift fake targets from 0 to s")
-    flags.DEFINE_integer("kernel_size", config.KERNEL_SIZE, "convolution kernel size")
-    flags.DEFINE_integer("gf_dim", config.GF_DIM, "generator filters in its last hidden layer")
-    flags.DEFINE_integer("df_dim", config.DF_DIM, "discriminator filters in its first layer")
-    flags.DEFINE_enum("init", config.INIT, ["glorot", "normal"],
-                      "weight init: glorot (original) or normal, N(0, 0.02) (paper)")
-    flags.DEFINE_integer("seed", 0, "seed for weights, z and data order")
-    flags.DEFINE_integer("log_every", config.LOG_EVERY, "steps between loss logs")
-    flags.DEFINE_integer("sample_every", config.SAMPLE_EVERY, "steps between sample grids")
-    flags.DEFINE_integer("checkpoint_every", config.CHECKPOINT_EVERY, "steps between checkpoints")
-    flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
-                      "tf.distribute: one device; all local GPUs; or several machines (TF_CONFIG)")
-    flags.DEFINE_enum("mixed_precision", "auto",
-                      ["auto", "float32", "mixed_float16", "mixed_bfloat16"],
-                      "compute precision; auto: mixed_float16 on a GPU, float32 on a CPU")
-    flags.DEFINE_bool("jit_compile", None, "compile each replica's step with XLA (default: on a "
-                      "GPU only; it slows the step on a CPU, see PERF.md)")
-
-
 def check_flags():
     positive = ["batch_size", "z_dim", "g_steps", "kernel_size", "gf_dim", "df_dim",
                 "log_every", "sample_every", "checkpoint_every", "max_steps", "epochs", "image_size",
@@ -129,10 +90,10 @@ def run():
         print(f"Nothing to do: {out_dir} is already at step {step} of {max_steps}; "
               "pass a larger --max_steps to train on.")
         return
-    solver.run.create()
+    solver.run_dir.create()
     if solver.chief:  # how the run was made, for evaluate.py (which real images) and for people
         flag_values = {f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])}
-        solver.run.write_flags({**flag_values, "image_size": images.image_size,
+        solver.run_dir.write_flags({**flag_values, "image_size": images.image_size,
                                 "architecture": dataclasses.asdict(arch)})
     print(f"DCGAN on {FLAGS.dataset}: {images.count} images of {images.image_size}x"
           f"{images.image_size}x{images.channels}, {steps_per_epoch} steps per epoch of batch "
@@ -149,8 +110,47 @@ def run():
         data_dir = FLAGS.data_dir or config.DATASETS["celeba"]["data_dir"]
         raise data.damaged_shard_error(data_dir) from None
     if solver.chief:
-        print(f"Done at step {max_steps}: checkpoint {path}, samples in {solver.run.samples}, "
-              f"curves with: tensorboard --logdir {solver.run.logs}")
+        print(f"Done at step {max_steps}: checkpoint {path}, samples in {solver.run_dir.samples}, "
+              f"curves with: tensorboard --logdir {solver.run_dir.logs}")
+
+
+def define_flags():
+    flags.DEFINE_string("dataset", "celeba", f"one of {', '.join(config.DATASETS)}, or tfds:NAME")
+    flags.DEFINE_string("data_dir", None, "where the dataset lives (default: the dataset's own)")
+    flags.DEFINE_string("out_dir", None, "run directory for logs, samples and checkpoints "
+                        "(default: runs/DATASET); an existing run there is resumed")
+    flags.DEFINE_integer("max_steps", None, "train until this step (default: --epochs worth)")
+    flags.DEFINE_integer("epochs", None, "epochs to train when --max_steps is not given "
+                         f"(default: {config.EPOCHS}, else {config.DEFAULT_EPOCHS})")
+    flags.DEFINE_integer("batch_size", config.BATCH_SIZE, "images per step (original 100, paper 128)")
+    flags.DEFINE_integer("image_size", None, "image height and width (default: the dataset's)")
+    flags.DEFINE_integer("crop", None, "folder and tfds: centred crop box side before resizing "
+                         "(default: the largest centred square; 108 for CelebA faces, as prepro.py)")
+    flags.DEFINE_float("lr", config.LR, "Adam learning rate, both networks")
+    flags.DEFINE_float("beta1", config.BETA1, "Adam beta1, both networks")
+    flags.DEFINE_integer("z_dim", config.Z_DIM, "size of z ~ U(-1, 1)")
+    flags.DEFINE_integer("g_steps", config.G_STEPS, "generator updates per discriminator update "
+                         "(original 2, paper 1)")
+    flags.DEFINE_float("label_smoothing", config.LABEL_SMOOTHING,
+                       "s in [0, 0.5): real targets become 1 - s")
+    flags.DEFINE_bool("two_sided_smoothing", False,
+                      "with --label_smoothing, also lift fake targets from 0 to s")
+    flags.DEFINE_integer("kernel_size", config.KERNEL_SIZE, "convolution kernel size")
+    flags.DEFINE_integer("gf_dim", config.GF_DIM, "generator filters in its last hidden layer")
+    flags.DEFINE_integer("df_dim", config.DF_DIM, "discriminator filters in its first layer")
+    flags.DEFINE_enum("init", config.INIT, ["glorot", "normal"],
+                      "weight init: glorot (original) or normal, N(0, 0.02) (paper)")
+    flags.DEFINE_integer("seed", 0, "seed for weights, z and data order")
+    flags.DEFINE_integer("log_every", config.LOG_EVERY, "steps between loss logs")
+    flags.DEFINE_integer("sample_every", config.SAMPLE_EVERY, "steps between sample grids")
+    flags.DEFINE_integer("checkpoint_every", config.CHECKPOINT_EVERY, "steps between checkpoints")
+    flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
+                      "tf.distribute: one device; all local GPUs; or several machines (TF_CONFIG)")
+    flags.DEFINE_enum("mixed_precision", "auto",
+                      ["auto", "float32", "mixed_float16", "mixed_bfloat16"],
+                      "compute precision; auto: mixed_float16 on a GPU, float32 on a CPU")
+    flags.DEFINE_bool("jit_compile", None, "compile each replica's step with XLA (default: on a "
+                      "GPU only; it slows the step on a CPU, see PERF.md)")
 
 
 if __name__ == "__main__":

@@ -134,7 +134,7 @@ def decode_pipeline(path, encoding, parallel):
             .batch(BATCH).prefetch(tf.data.AUTOTUNE))
 
 
-def storage(pixels, path, encoding, quality, seconds):
+def storage(pixels, path, *, encoding, quality, seconds):
     """Size, encode cost, error and decode throughput of one encoding of the pixels."""
     import tensorflow as tf
     start = time.perf_counter()
@@ -188,8 +188,9 @@ def measure(count, seconds):
         pixels = [image.numpy() for image in
                   tf.data.TFRecordDataset(shards).map(lambda r: tf.io.decode_png(parse(r)))]
         results["encodings"] = {
-            label: storage(pixels, os.path.join(tmp, label + ".tfrecord"), encoding, quality,
-                           seconds) for label, encoding, quality in CANDIDATES}
+            label: storage(pixels, os.path.join(tmp, label + ".tfrecord"), encoding=encoding,
+                           quality=quality, seconds=seconds)
+            for label, encoding, quality in CANDIDATES}
 
         # 3. data.load end to end on prepro.py's output.
         results["data_load_img_s"] = pipeline_rate(out, BATCH, seconds)

@@ -28,7 +28,7 @@ HELD_OUT_IMAGES = 5000 - TRAIN_IMAGES  # never seen in training: they measure th
 EPOCHS = 10
 BATCH_SIZE = 64
 SEED = 0  # the split, the initial weights and the batch order
-FEATURES = "features"  # the penultimate layer: what evaluate.py reads
+FEATURES = "features"  # the penultimate layer: what metrics/features.py reads
 FLAGS = flags.FLAGS
 
 
@@ -36,7 +36,7 @@ def digits():
     """(train, held_out): each (pixels in [-1, 1] of shape [n, 28, 28, 1], labels), split at
     random with SEED."""
     pixels, labels = data.mnist_digits()
-    images = (pixels / 127.5 - 1.0).astype(np.float32)  # as evaluate.py feeds it
+    images = (pixels / 127.5 - 1.0).astype(np.float32)  # as features.network_input feeds it
     order = np.random.default_rng(SEED).permutation(len(images))
     train, held_out = order[:TRAIN_IMAGES], order[TRAIN_IMAGES:]
     return (images[train], labels[train]), (images[held_out], labels[held_out])
@@ -70,7 +70,7 @@ def train(epochs=EPOCHS):
     return model, float(accuracy)
 
 
-def feature_network(model):
+def cut_at_features(model):
     """The classifier cut at its penultimate layer: pixels in [-1, 1] -> 128 features."""
     return keras.Model(model.inputs, model.get_layer(FEATURES).output, name="mnist_features")
 
@@ -89,7 +89,7 @@ def save(model, accuracy, path, epochs):
 
 
 def train_and_save(path=DEFAULT_PATH, epochs=EPOCHS):
-    """What the command does, and what evaluate.py calls when no classifier is saved."""
+    """What the command does, and what features.mnist_features calls when none is saved."""
     if not path.endswith(".keras"):  # said before training, not after
         raise config.ConfigError(f"--out {path} must end in .keras (Keras' own format)")
     start = time.perf_counter()

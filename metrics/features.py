@@ -56,7 +56,7 @@ def mnist_features(path=classifier.DEFAULT_PATH):
         print(f"No MNIST classifier at {path}: training it first (as python -m metrics.classifier "
               "does).")
         classifier.train_and_save(path)
-    return classifier.feature_network(load_network(path))
+    return classifier.cut_at_features(load_network(path))
 
 
 def load_network(path):

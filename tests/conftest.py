@@ -90,13 +90,13 @@ def assert_same_training(reference, other, batches, other_batches, rtol, atol):
 
 
 # --- commands, as a user runs them ------------------------------------------------------------
-def run_command(command, *args, cwd=ROOT, env=None, timeout=300):
-    """python COMMAND ARGS: a script of the repository (train.py) or a module (-m NAME)."""
-    if env is None:
-        env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
-    target = ["-m", command[3:]] if command.startswith("-m ") else [os.path.join(ROOT, command)]
-    return subprocess.run([sys.executable, *target, *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+def run_command(command, *args):
+    """python COMMAND ARGS in the repository, as a user runs it: a script (train.py) or a
+    module ("-m metrics.classifier")."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_CONFIG"}
+    target = command.split() if command.startswith("-m ") else [os.path.join(ROOT, command)]
+    return subprocess.run([sys.executable, *target, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
 
 
 def error_line(result, command):

@@ -233,8 +233,8 @@ def test_sample_count_is_capped_at_the_dataset_and_says_so(capsys):
 def tiny_run(tmp_path):
     """A run of train.py: 2 steps of small networks on MNIST, with its flags.json."""
     out = tmp_path / "run"
-    result = run_command("train.py", "--dataset=mnist", "--max_steps=2", "--gf_dim=8", "--df_dim=8",
-                     "--batch_size=16", f"--out_dir={out}")
+    result = run_command("train.py", "--dataset=mnist", "--max_steps=2", "--gf_dim=8",
+                         "--df_dim=8", "--batch_size=16", f"--out_dir={out}")
     assert result.returncode == 0, result.stderr
     return out
 
@@ -263,6 +263,13 @@ def test_command_writes_json_and_tensorboard_and_repeats_exactly(tiny_run, tmp_p
     again = run_command("evaluate.py", *args)
     assert again.returncode == 0, again.stderr
     assert json.loads(path.read_text()) == result
+
+
+@pytest.mark.slow
+def test_a_module_command_names_itself_as_it_is_run():
+    line = error_line(run_command("-m metrics.classifier", "--epochs_typo=1"),
+                      "metrics.classifier")
+    assert "see python -m metrics.classifier --helpshort" in line
 
 
 @pytest.mark.slow

@@ -211,10 +211,10 @@ def test_interrupted_run_leaves_nothing_that_looks_complete(tmp_path, monkeypatc
     build(source, out, shards=4, size=32)  # a complete set of another size is being replaced
     real = prepro.process
 
-    def interrupted(*args):
-        if args[-1] == "000006.jpg":
+    def interrupted(name, **settings):
+        if name == "000006.jpg":
             raise KeyboardInterrupt
-        return real(*args)
+        return real(name, **settings)
 
     monkeypatch.setattr(prepro, "process", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -246,7 +246,7 @@ def test_manifest_is_withdrawn_while_a_rerun_writes(tmp_path, monkeypatch):
     build(source, out, shards=4)
     (out / "celeba-00001-of-00004.tfrecord").unlink()
 
-    def interrupted(*args):
+    def interrupted(name, **settings):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(prepro, "process", interrupted)  # in this process: workers=1

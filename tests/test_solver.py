@@ -58,10 +58,16 @@ def test_the_fast_step_computes_the_originals_step(real_batch, g_steps):
     """Same losses, weights and batch norm statistics (moved once per G forward pass of the
     original) as the original's step, which runs G forward again for the first G update."""
     batches = tf.data.Dataset.from_tensors(real_batch).repeat()
-    original = Solver(*tiny_models(seed=0), g_steps=g_steps)
-    original.fast_step = original.original_step  # train_step runs the original's form instead
+    original, traced = Solver(*tiny_models(seed=0), g_steps=g_steps), []
+
+    def original_step(real, z):  # what train_step runs instead of the fast step
+        traced.append(True)
+        return original.original_step(real, z)
+
+    original.fast_step = original_step
     assert_same_training(original, Solver(*tiny_models(seed=0), g_steps=g_steps),
                          batches, batches, rtol=1e-5, atol=1e-6)
+    assert traced
 
 
 def test_the_fast_step_runs_the_generator_forward_once_less(real_batch):
@@ -151,13 +157,18 @@ def test_checkpoint_of_another_architecture_is_refused_before_any_write(tmp_path
     assert sorted(os.listdir(tmp_path / "checkpoints")) == files
 
 
-def test_a_solver_without_a_run_directory_writes_nothing(tmp_path, real_batch):
-    """The run directory is created by its first save, not when the solver is made."""
+def test_the_run_directory_is_created_by_the_first_save(tmp_path, real_batch):
     out_dir = tmp_path / "run"
     solver = Solver(*tiny_models(), out_dir=str(out_dir))
     assert solver.restore() is None and not out_dir.exists()
     solver.train_step(real_batch)
     assert solver.save().endswith("ckpt-1") and out_dir.exists()
+
+
+def test_a_solver_without_a_run_directory_says_so_when_asked_to_save(solver):
+    for method in (solver.restore, solver.save):
+        with pytest.raises(ValueError, match="made without out_dir"):
+            method()
 
 
 def test_checkpoint_keeps_the_architecture(tmp_path):

@@ -1,6 +1,7 @@
-"""What every command does around its work: it defines its absl flags, parses them, and reports
-a mistake the user can fix as one line "SCRIPT: error: ..." with exit status 1, not a stack
-trace. TensorFlow-free, so that prepro.py's worker processes can import it."""
+"""What every command does around its work, and how it talks to the user: it defines its absl
+flags, parses them, reports a mistake the user can fix as one line "COMMAND: error: ..." with
+exit status 1, not a stack trace, and says how long things take. TensorFlow-free, so that
+prepro.py's worker processes can import it."""
 import os
 import sys
 
@@ -16,23 +17,25 @@ def main(run, define_flags):
     Flags are defined here, when the command runs, not when its module is imported: the tests
     import several commands into one process, and absl allows each flag name once."""
     define_flags()
-    script = os.path.basename(sys.argv[0])
+    spec = sys.modules["__main__"].__spec__  # set when run as python -m PACKAGE.MODULE
+    name = spec.name if spec else os.path.basename(sys.argv[0])
+    command = f"python -m {name}" if spec else f"python {name}"
 
     def parse_flags(argv):
         try:
             return flags.FLAGS(argv)
         except flags.Error as e:  # absl's own message takes two lines and says FATAL
-            sys.exit(f"{script}: error: {e}: see python {script} --helpshort")
+            sys.exit(f"{name}: error: {e}: see {command} --helpshort")
 
     def checked_run(argv):
         logging.set_verbosity(logging.WARNING)  # TensorFlow's checkpoint chatter
         if len(argv) > 1:
-            sys.exit(f"{script}: error: unexpected arguments {argv[1:]}: flags take the form "
+            sys.exit(f"{name}: error: unexpected arguments {argv[1:]}: flags take the form "
                      "--name=value")
         try:
             run()
         except config.ConfigError as e:
-            sys.exit(f"{script}: error: {e}")
+            sys.exit(f"{name}: error: {e}")
         except KeyboardInterrupt:
             sys.exit(130)
 

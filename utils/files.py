@@ -1,6 +1,7 @@
-"""Writing a file whole or not at all: each is written under a temporary name beside its final
-one, flushed to disk, and renamed (a rename within a folder is atomic), so a reader finds the
-old file or the new one, never half of one, and a crash leaves at most NAME.tmp behind.
+"""Writing files: each is written under a temporary name beside its final one, flushed to disk,
+and renamed (a rename within a folder is atomic), so a reader finds the old file or the new one,
+never half of one, and a crash leaves at most NAME.tmp behind. Text, JSON, NumPy arrays, PNG
+and GIF images, the grid of images they show, and a folder checked for writing before the work.
 TensorFlow-free, so that prepro.py's worker processes can import it."""
 import contextlib
 import json
@@ -13,6 +14,8 @@ from PIL import Image
 
 import config
 
+TMP = ".tmp"  # a file being written is NAME.tmp until it is whole
+
 
 @contextlib.contextmanager
 def replacing(path, suffix=""):
@@ -21,7 +24,7 @@ def replacing(path, suffix=""):
     goes to disk and takes path's name. On an error the temporary is left for the caller."""
     folder = os.path.dirname(path) or "."
     os.makedirs(folder, exist_ok=True)
-    tmp = path + ".tmp" + suffix
+    tmp = path + TMP + suffix
     yield tmp
     sync(tmp)
     os.replace(tmp, path)

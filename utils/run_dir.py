@@ -32,24 +32,24 @@ class RunDir:
         self.samples = os.path.join(path, "samples")
         self.generated = os.path.join(path, "generated")
         self.eval = os.path.join(path, "eval")
-        self.flags = os.path.join(path, "flags.json")
+        self.flags_json = os.path.join(path, "flags.json")
 
     def create(self):
         files.make_folder(self.path, "choose another --out_dir")
 
     def write_flags(self, values):
-        files.write_json(self.flags, values)
+        files.write_json(self.flags_json, values)
 
     def read_flags(self):
         """train.py's flags; a run whose flags.json is missing or damaged is one line."""
-        if not os.path.isfile(self.flags):
-            raise config.ConfigError(f"{self.flags} not found: pass --dataset (and --data_dir) "
+        if not os.path.isfile(self.flags_json):
+            raise config.ConfigError(f"{self.flags_json} not found: pass --dataset (and --data_dir) "
                                      "of the images the run trained on")
         try:
-            with open(self.flags) as f:
+            with open(self.flags_json) as f:
                 return json.load(f)
         except ValueError as e:
-            raise config.ConfigError(f"{self.flags} is damaged ({e}): pass --dataset") from None
+            raise config.ConfigError(f"{self.flags_json} is damaged ({e}): pass --dataset") from None
 
     def checkpoint(self, path=None):
         """path if given, else the latest checkpoint; a run without one is one line."""
@@ -71,10 +71,10 @@ def read_checkpoint(path):
                                  "checkpoint that train.py wrote, or start a new run") from None
 
 
-def load_generator(run, checkpoint=None):
+def load_generator(run_dir, checkpoint=None):
     """Snapshot(generator, step, checkpoint) of the run's latest checkpoint (or of checkpoint),
     the generator built from the architecture it records: no training flag is repeated."""
-    path = run.checkpoint(checkpoint)
+    path = run_dir.checkpoint(checkpoint)
     arch, step = read_checkpoint(path)
     generator = Generator(arch)
     status = tf.train.Checkpoint(generator=generator).restore(path).expect_partial()
