@@ -28,7 +28,12 @@ Environment, to use a mirror (or, in the tests, a small archive):
 EOF
 }
 
-die() { echo "download.sh: error: $*" >&2; exit 1; }
+die() {
+  # A data folder this run made and left empty goes too: a failed first try leaves nothing.
+  if [ "${MADE_DATA_DIR:-}" = 1 ]; then rmdir "$DATA_DIR" 2>/dev/null || true; fi
+  echo "download.sh: error: $*" >&2
+  exit 1
+}
 say() { echo "download.sh: $*"; }
 
 case "${1:-}" in
@@ -107,8 +112,24 @@ fetch_from_drive() {
   [ -n "$gdown" ] ||
     die "downloading from Google Drive needs gdown, which is not on PATH nor in $HERE/.venv: pip install gdown (or the quick start's pip install -r requirements.txt), or set CELEBA_URL to a plain HTTP(S) mirror, then run again"
   local by_hand="download img_align_celeba.zip by hand from https://mmlab.ie.cuhk.edu.hk/projects/CelebA.html into $DATA_DIR/ and run again"
-  "$gdown" --continue --output "$PART" "$CELEBA_URL" ||
+  # gdown's messages go to a log (and, on a terminal, to the screen too, for its progress bar),
+  # so that a failure ends in one line that says what went wrong.
+  local log status=0
+  log=$(mktemp)
+  if [ -t 2 ]; then
+    "$gdown" --continue --output "$PART" "$CELEBA_URL" 2> >(tee "$log" >&2) || status=$?
+  else
+    "$gdown" --continue --output "$PART" "$CELEBA_URL" 2>"$log" || status=$?
+  fi
+  if [ "$status" -ne 0 ]; then
+    if grep -qiE "resolve|NameResolution|Max retries|Connection(Error| refused)|unreachable" "$log"; then
+      rm -f "$log"
+      die "cannot reach Google Drive for $CELEBA_URL (no network?): check the network and run again, or $by_hand"
+    fi
+    rm -f "$log"
     die "gdown could not fetch $CELEBA_URL (Drive often refuses this file for a day when it is over quota): try again later, or $by_hand"
+  fi
+  rm -f "$log"
   # Older gdown versions print an error and still exit 0.
   [ -f "$PART" ] || die "gdown got no file from $CELEBA_URL (over quota?): try again later, or $by_hand"
 }
@@ -153,6 +174,7 @@ if [ -d "$IMAGES" ]; then
   exit 0
 fi
 command -v unzip >/dev/null || die "unzip is missing: install it (e.g. sudo apt-get install unzip) and run again"
+if [ ! -d "$DATA_DIR" ]; then MADE_DATA_DIR=1; fi
 mkdir -p "$DATA_DIR"
 
 if [ -f "$ZIP" ]; then

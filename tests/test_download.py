@@ -266,6 +266,10 @@ def fake_gdown_at(bin_dir):
                      '  case $1 in -O | --output) out=$2; shift ;; esac\n'
                      '  shift\n'
                      'done\n'
+                     'if [ -n "${GDOWN_FAILS:-}" ]; then\n'
+                     '  printf "Error:\\n\\n\\t%s\\n\\nTo report issues...\\n" "$GDOWN_FAILS" >&2\n'
+                     '  exit 1\n'
+                     'fi\n'
                      'if [ -n "${FAKE_ARCHIVE:-}" ]; then cp "$FAKE_ARCHIVE" "$out"; fi\n')
     gdown.chmod(0o755)
 
@@ -285,6 +289,14 @@ def test_google_drive_goes_through_gdown(tmp_path, data, fake_gdown):
     call = (tmp_path / "gdown.log").read_text()
     assert DRIVE_ID in call and "--continue" in call
     assert unpacked(data) == JPEGS
+
+
+def test_google_drive_out_of_reach_is_one_line_that_says_so(tmp_path, data, fake_gdown):
+    """What gdown prints, and its exit status, when the machine has no network."""
+    line = error_line(run(tmp_path, CELEBA_URL=None, GDOWN_FAILS="Failed to resolve "
+                          "'drive.google.com' ([Errno -2] Name or service not known)", **fake_gdown))
+    assert "cannot reach Google Drive" in line and "no network?" in line
+    assert not data.exists()  # the data folder this run made goes with it
 
 
 def test_google_drive_refusal_is_explained(tmp_path, data, fake_gdown):
