@@ -5,6 +5,7 @@ The step comes twice. original_step is the original's iteration, written out; th
 with fast_step, which computes the same thing with one forward pass of G fewer
 (tests/test_solver.py shows the two equal, step after step).
 """
+import math
 import os
 import signal
 import time
@@ -69,7 +70,7 @@ class Solver:
         if generator.arch != discriminator.arch:
             raise ValueError("the generator and discriminator have different architectures")
         self.generator, self.discriminator = generator, discriminator
-        self.g_steps = g_steps
+        self.lr, self.g_steps = lr, g_steps
         self.strategy = strategy or tf.distribute.get_strategy()
         self.chief = is_chief(self.strategy)  # writes logs, samples and checkpoints
         # Label smoothing (Salimans et al. 2016): real targets 1 - s; the two-sided form also
@@ -215,6 +216,8 @@ class Solver:
                 if step % log_every == 0 or step == max_steps:
                     # Reading the losses waits for the step: do it only when logging.
                     values = {k: float(v) for k, v in metrics.items()}
+                    if not all(map(math.isfinite, values.values())):
+                        raise self.blown_up(step, values)
                     for name, value in values.items():
                         tf.summary.scalar(name, value, step=step)
                     now = time.perf_counter()
@@ -245,14 +248,26 @@ class Solver:
 
     # --- checkpoints --------------------------------------------------------------------------
     def restore(self):
-        """Load the run directory's latest checkpoint, if it has one, and return its path.
+        """Load the newest checkpoint of the run directory that reads, if it has one, and
+        return its path. A newer one that does not read is named, and moved as it is to
+        RUN/checkpoints/damaged/ (the run goes on under its name).
 
-        Reads only: a checkpoint of another architecture is refused before anything is written.
+        Reads only until then: a checkpoint of another architecture is refused before anything
+        is written.
         """
         self.needs_run_dir()
-        path = self.manager.latest_checkpoint
-        if path is None:
-            return None
+        path, _ = self.run_dir.load_latest(self.load)
+        if self.run_dir.damaged and self.chief:
+            aside = self.run_dir.set_aside(self.run_dir.damaged, path)
+            print(f"Moved the checkpoints that cannot be read to {aside}.")
+            self.manager = tf.train.CheckpointManager(self.checkpoint, self.run_dir.checkpoints,
+                                                      max_to_keep=3)
+        if path:
+            for optimizer in (self.d_optimizer, self.g_optimizer):  # this run's --lr, not the
+                optimizer.learning_rate.assign(self.lr)               # one saved with the rest
+        return path
+
+    def load(self, path):
         saved, _ = read_checkpoint(path)
         if saved != self.generator.arch:
             was, now = saved.differences(self.generator.arch)
@@ -260,10 +275,31 @@ class Solver:
                 f"the checkpoint in {self.run_dir.path} was made with {was} but this run has "
                 f"{now}: pass the same settings to resume, or use another --out_dir")
         self.checkpoint.restore(path).assert_existing_objects_matched()
-        return path
+
+    @tf.function
+    def finite(self):
+        """Whether every weight, batch norm statistic and optimizer slot is a finite number."""
+        return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in self.checkpointed()
+                              if tf.as_dtype(v.dtype).is_floating])
+
+    def checkpointed(self):
+        return (self.generator.variables + self.discriminator.variables
+                + self.g_optimizer.variables + self.d_optimizer.variables)
+
+    def blown_up(self, step, values=None):
+        """The one-line error of a run whose numbers are no longer finite."""
+        what = ", ".join(f"{k} {v}" for k, v in (values or {}).items() if not math.isfinite(v))
+        latest = self.manager.latest_checkpoint
+        advice = (f"the latest checkpoint, {latest}, is from before it, and the same command "
+                  f"with a smaller --lr (now {self.lr:g}) resumes from there" if latest else
+                  f"no checkpoint was written; run again with a smaller --lr (now {self.lr:g})")
+        return config.ConfigError(
+            f"training blew up by step {step} ({what or 'a weight is nan or inf'}): {advice}")
 
     def save(self):
         self.needs_run_dir()
+        if not self.finite():  # never write a checkpoint that no run could go on from
+            raise self.blown_up(int(self.step.numpy()))
         if self.chief:
             return self.manager.save(checkpoint_number=int(self.step.numpy()))
         # Saving is collective: every worker writes its copy, and only the chief's is kept.

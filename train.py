@@ -90,7 +90,7 @@ def run():
         print(f"Nothing to do: {out_dir} is already at step {step} of {max_steps}; "
               "pass a larger --max_steps to train on.")
         return
-    solver.run_dir.create()
+    solver.run_dir.create(lock=solver.chief)  # refused if another train.py is writing there
     if solver.chief:  # how the run was made, for evaluate.py (which real images) and for people
         flag_values = {f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])}
         solver.run_dir.write_flags({**flag_values, "image_size": images.image_size,

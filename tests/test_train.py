@@ -169,3 +169,96 @@ def step_4_numbers(stdout):
     """The losses, D(x) and D(G(z)) of the progress line of step 4."""
     line = stdout.split("step 4/4")[1].split("img/s")[0]
     return [float(x) for x in re.findall(r"-?\d+\.\d+", line)]
+
+
+# --- faults -------------------------------------------------------------------------------------
+def start(*args):
+    """train.py in the background, its progress lines readable as they come."""
+    return subprocess.Popen([sys.executable, os.path.join(ROOT, "train.py"), *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def wait_for(process, prefix):
+    for line in process.stdout:
+        if line.startswith(prefix):
+            return line
+    raise AssertionError(f"{prefix!r} never came: {process.stderr.read()}")
+
+
+def test_a_run_directory_has_one_writer_and_a_dead_ones_lock_blocks_nothing(tmp_path):
+    out = tmp_path / "run"
+    args = [*TINY, f"--out_dir={out}", "--log_every=1", "--checkpoint_every=2"]
+    first = start(*args, "--max_steps=100000")
+    try:
+        wait_for(first, "step 3/")
+        line = error_line(train(*args, "--max_steps=100000"), "train.py")
+        assert f"train.py (pid {first.pid} on {socket.gethostname()}) is training {out}" in line
+        # Readers need no lock: sample.py reads the run while it trains.
+        assert run_command("sample.py", f"--out_dir={out}").returncode == 0
+    finally:
+        first.kill()  # SIGKILL: nothing of the process runs after it, its lock included
+        first.wait()
+    result = train(*args, "--max_steps=6")
+    assert result.returncode == 0 and "Resuming from" in result.stdout, result.stderr
+
+
+def test_a_run_that_blows_up_stops_before_writing_a_non_finite_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    args = [*TINY, f"--out_dir={out}", "--log_every=2", "--checkpoint_every=2"]
+    assert train(*args, "--max_steps=4").returncode == 0
+    line = error_line(train(*args, "--max_steps=40", "--lr=1e30"), "train.py")
+    assert line.startswith("train.py: error: training blew up by step 6 (d_loss nan")
+    assert f"the latest checkpoint, {out}/checkpoints/ckpt-4, is from before it" in line
+    assert "smaller --lr (now 1e+30)" in line
+    latest = tf.train.latest_checkpoint(str(out / "checkpoints"))
+    assert latest.endswith("ckpt-4")
+    reader = tf.train.load_checkpoint(latest)
+    for name, dtype in reader.get_variable_to_dtype_map().items():
+        if dtype.is_floating:
+            assert np.isfinite(reader.get_tensor(name)).all(), name
+    # Resumed with a sound --lr (which replaces the one the checkpoint holds), it trains on.
+    result = train(*args, "--max_steps=8")
+    assert result.returncode == 0 and "at step 4" in result.stdout, result.stderr
+    assert np.isclose(checkpoint_value(tf.train.latest_checkpoint(str(out / "checkpoints")),
+                                       "g_optimizer/_learning_rate"), 2e-4)
+
+
+@pytest.mark.parametrize("damage", ["truncated data", "missing data", "damaged index"])
+def test_a_damaged_checkpoint_is_named_kept_and_the_one_before_it_resumes(tmp_path, damage):
+    out = tmp_path / "run"
+    args = [*TINY, f"--out_dir={out}", "--log_every=2", "--checkpoint_every=2"]
+    assert train(*args, "--max_steps=6").returncode == 0
+    checkpoints = out / "checkpoints"
+    data, index = checkpoints / "ckpt-6.data-00000-of-00001", checkpoints / "ckpt-6.index"
+    if damage == "truncated data":
+        data.write_bytes(data.read_bytes()[:1000])
+    elif damage == "missing data":
+        data.unlink()
+    else:
+        index.write_bytes(index.read_bytes()[:50])
+    left = {p.name: p.read_bytes() for p in (data, index) if p.exists()}
+
+    # The readers fall back too, and say why.
+    result = run_command("sample.py", f"--out_dir={out}")
+    assert result.returncode == 0, result.stderr
+    assert f"checkpoint {checkpoints}/ckpt-6 cannot be read" in result.stdout
+    assert "from the generator at step 4" in result.stdout
+
+    result = train(*args, "--max_steps=8")
+    assert result.returncode == 0, result.stderr
+    assert f"checkpoint {checkpoints}/ckpt-6 cannot be read" in result.stdout
+    assert f"Resuming from {checkpoints}/ckpt-4 at step 4" in result.stdout
+    assert {name: (checkpoints / "damaged" / name).read_bytes() for name in left} == left
+    assert tf.train.latest_checkpoint(str(checkpoints)).endswith("ckpt-8")
+
+
+def test_a_run_none_of_whose_checkpoints_reads_is_one_line_and_keeps_them(tmp_path):
+    out = tmp_path / "run"
+    args = [*TINY, f"--out_dir={out}", "--log_every=2", "--checkpoint_every=2"]
+    assert train(*args, "--max_steps=4").returncode == 0
+    for index in (out / "checkpoints").glob("*.index"):
+        index.write_bytes(b"not an index")
+    listing = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and "logs" not in p.parts}
+    line = error_line(train(*args, "--max_steps=6"), "train.py")
+    assert f"no checkpoint in {out}/checkpoints can be read" in line
+    assert {p: p.read_bytes() for p in listing} == listing

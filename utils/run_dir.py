@@ -7,12 +7,17 @@
     RUN/flags.json    train.py's flags and the architecture, for people and for evaluate.py
     RUN/generated/    what sample.py writes
     RUN/eval/         what evaluate.py writes
+    RUN/.lock         held by the train.py that is writing the run: one writer at a time
 """
 import collections
+import fcntl
+import glob
 import json
 import os
+import socket
 
 import tensorflow as tf
+from google.protobuf import text_format
 
 import config
 from model import Architecture, Generator
@@ -22,6 +27,18 @@ ARCH_KEY = "arch/.ATTRIBUTES/VARIABLE_VALUE"  # where a checkpoint keeps the arc
 STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"
 
 Snapshot = collections.namedtuple("Snapshot", "generator step checkpoint")
+# What reading a damaged checkpoint raises: a damaged index or a missing file (OpError), a
+# truncated data file (IndexError), a record that is not ours (ValueError, TypeError), a variable
+# missing from the file (AssertionError).
+DAMAGE = (tf.errors.OpError, IndexError, ValueError, TypeError, AssertionError)
+
+
+class Damaged(config.ConfigError):
+    """A checkpoint that cannot be read; reason: what reading it raised."""
+
+    def __init__(self, message, reason):
+        super().__init__(message)
+        self.reason = reason
 
 
 class RunDir:
@@ -34,8 +51,27 @@ class RunDir:
         self.eval = os.path.join(path, "eval")
         self.flags_json = os.path.join(path, "flags.json")
 
-    def create(self):
+    def create(self, lock=True):
+        """Create the run directory and take its lock, or stop with one line that names the
+        process holding it. The lock is the kernel's (flock): it goes with the process that
+        holds it, however it ends, so a run killed or cut off by a power loss blocks nothing.
+        lock=False: for the workers of a multi-worker run other than the chief, which write no
+        file of their own there."""
         files.make_folder(self.path, "choose another --out_dir")
+        if not lock:
+            return
+        self.lock = open(os.path.join(self.path, ".lock"), "a+")
+        try:
+            fcntl.flock(self.lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.lock.seek(0)
+            holder = self.lock.read().strip() or "another process"
+            self.lock.close()
+            raise config.ConfigError(f"{holder} is training {self.path}: wait for it to finish "
+                                     "(or stop it), or choose another --out_dir") from None
+        self.lock.truncate(0)
+        self.lock.write(f"train.py (pid {os.getpid()} on {socket.gethostname()})\n")
+        self.lock.flush()
 
     def write_flags(self, values):
         files.write_json(self.flags_json, values)
@@ -51,13 +87,51 @@ class RunDir:
         except ValueError as e:
             raise config.ConfigError(f"{self.flags_json} is damaged ({e}): pass --dataset") from None
 
-    def checkpoint(self, path=None):
-        """path if given, else the latest checkpoint; a run without one is one line."""
-        path = path or tf.train.latest_checkpoint(self.checkpoints)
-        if path is None:
-            raise config.ConfigError(f"no checkpoint in {self.checkpoints}: train first (python "
-                                     f"train.py --out_dir {self.path}) or pass --checkpoint")
-        return path
+    def newest_first(self):
+        """The checkpoints that CheckpointManager lists in the run, newest first."""
+        state = tf.train.get_checkpoint_state(self.checkpoints)
+        return list(reversed(state.all_model_checkpoint_paths)) if state else []
+
+    def load_latest(self, load):
+        """(path, load(path)) for the newest checkpoint that load() can read, or (None, None)
+        when the run has none. Each newer one that cannot be read is named on stdout and left
+        as it is, and self.damaged lists them; a run none of whose checkpoints reads is one
+        line. load raises Damaged, or one of DAMAGE, for a checkpoint it cannot read."""
+        self.damaged = []
+        for path in self.newest_first():
+            try:
+                return path, load(path)
+            except (Damaged, *DAMAGE) as e:
+                reason = e.reason if isinstance(e, Damaged) else type(e).__name__
+                print(f"checkpoint {path} cannot be read ({reason}): it stays as it is; trying "
+                      "the one before it", flush=True)
+                self.damaged.append(path)
+        if self.damaged:
+            raise config.ConfigError(
+                f"no checkpoint in {self.checkpoints} can be read (the files stay as they are): "
+                "copy back a good one, or choose another --out_dir to start over")
+        return None, None
+
+    def set_aside(self, damaged, kept):
+        """Move the files of the damaged checkpoints, as they are, to RUN/checkpoints/damaged/,
+        and make the checkpoint list end at kept: the run saves its next checkpoints under
+        names the damaged ones had, and must not overwrite them."""
+        aside = os.path.join(self.checkpoints, "damaged")
+        os.makedirs(aside, exist_ok=True)
+        for path in damaged:
+            for file in glob.glob(glob.escape(path) + ".*"):
+                os.replace(file, os.path.join(aside, os.path.basename(file)))
+        state = tf.train.get_checkpoint_state(self.checkpoints)
+        kept_ones = [(os.path.basename(p), t) for p, t in zip(
+            state.all_model_checkpoint_paths, state.all_model_checkpoint_timestamps)
+            if p not in damaged]
+        del state.all_model_checkpoint_paths[:], state.all_model_checkpoint_timestamps[:]
+        state.model_checkpoint_path = os.path.basename(kept)
+        state.all_model_checkpoint_paths.extend(p for p, _ in kept_ones)
+        state.all_model_checkpoint_timestamps.extend(t for _, t in kept_ones)
+        files.write_text(os.path.join(self.checkpoints, "checkpoint"),
+                         text_format.MessageToString(state))
+        return aside
 
 
 def read_checkpoint(path):
@@ -66,21 +140,33 @@ def read_checkpoint(path):
         reader = tf.train.load_checkpoint(path)
         return (Architecture.from_json(reader.get_tensor(ARCH_KEY)),
                 int(reader.get_tensor(STEP_KEY)))
-    except (tf.errors.OpError, ValueError, TypeError) as e:
-        raise config.ConfigError(f"cannot read checkpoint {path} ({type(e).__name__}): pass a "
-                                 "checkpoint that train.py wrote, or start a new run") from None
+    except DAMAGE as e:
+        raise Damaged(f"cannot read checkpoint {path} ({type(e).__name__}): pass a checkpoint "
+                      "that train.py wrote, or start a new run", type(e).__name__) from None
+
+
+def read_generator(path):
+    """(generator, step) of one checkpoint, the generator built from the architecture it
+    records: no training flag is repeated."""
+    arch, step = read_checkpoint(path)
+    generator = Generator(arch)
+    try:
+        status = tf.train.Checkpoint(generator=generator).restore(path).expect_partial()
+        status.assert_existing_objects_matched()  # every generator variable came from the file
+    except DAMAGE as e:
+        raise Damaged(f"checkpoint {path} does not hold this project's generator whole "
+                      f"({type(e).__name__}): pass another --checkpoint, or train a new run",
+                      type(e).__name__) from None
+    return generator, step
 
 
 def load_generator(run_dir, checkpoint=None):
-    """Snapshot(generator, step, checkpoint) of the run's latest checkpoint (or of checkpoint),
-    the generator built from the architecture it records: no training flag is repeated."""
-    path = run_dir.checkpoint(checkpoint)
-    arch, step = read_checkpoint(path)
-    generator = Generator(arch)
-    status = tf.train.Checkpoint(generator=generator).restore(path).expect_partial()
-    try:
-        status.assert_existing_objects_matched()  # every generator variable came from the file
-    except AssertionError:
-        raise config.ConfigError(f"checkpoint {path} does not hold this project's generator "
-                                 "(made by another version of the code?): train a new run") from None
-    return Snapshot(generator, step, path)
+    """Snapshot(generator, step, checkpoint) of checkpoint, else of the run's newest checkpoint
+    that reads."""
+    if checkpoint:
+        return Snapshot(*read_generator(checkpoint), checkpoint)
+    path, loaded = run_dir.load_latest(read_generator)
+    if path is None:
+        raise config.ConfigError(f"no checkpoint in {run_dir.checkpoints}: train first (python "
+                                 f"train.py --out_dir {run_dir.path}) or pass --checkpoint")
+    return Snapshot(*loaded, path)
