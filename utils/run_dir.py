@@ -101,11 +101,15 @@ class RunDir:
         for path in self.newest_first():
             try:
                 return path, load(path)
-            except (Damaged, *DAMAGE) as e:
-                reason = e.reason if isinstance(e, Damaged) else type(e).__name__
-                print(f"checkpoint {path} cannot be read ({reason}): it stays as it is; trying "
-                      "the one before it", flush=True)
-                self.damaged.append(path)
+            except Damaged as e:
+                reason = e.reason
+            except config.ConfigError:  # readable, but refused (another architecture)
+                raise
+            except DAMAGE as e:
+                reason = type(e).__name__
+            print(f"checkpoint {path} cannot be read ({reason}): it stays as it is; trying the "
+                  "one before it", flush=True)
+            self.damaged.append(path)
         if self.damaged:
             raise config.ConfigError(
                 f"no checkpoint in {self.checkpoints} can be read (the files stay as they are): "
