@@ -6,6 +6,12 @@ fake:       random pixels of the right shape, for smoke tests.
 folder:     any folder of jpg, jpeg, png or webp images, searched recursively, cropped and
             resized on the fly.
 tfds:NAME:  an image dataset that TensorFlow Datasets has prepared on this machine.
+
+Every source reads in an order that is a function of (seed, epoch) alone, so the stream can
+start at any image: a resumed run reads on from where the stopped one was, and the checkpoint
+needs no copy of a shuffle buffer. Each source gives the images of one epoch as undecoded
+elements (indices, file names, records) and a decode function: skipping into an epoch costs
+reading, never decoding.
 """
 import collections
 import json
@@ -17,9 +23,40 @@ import tensorflow as tf
 import config
 
 FAKE_IMAGES = 1000
-SHUFFLE_BUFFER = 10_000
+SHUFFLE_WINDOW = 10_000  # records, for the sources that cannot be read in any order
+EPOCHS = 2 ** 40  # "endless"
 
-Data = collections.namedtuple("Data", "batches count image_size channels")
+# stream(start): the endless tf.data.Dataset of [batch_size, image_size, image_size, channels]
+# float32 batches, from the start-th image on.
+Data = collections.namedtuple("Data", "stream count image_size channels")
+# What a source gives: epoch(e) -> a dataset of one epoch's elements, in that epoch's order;
+# decode(element) -> uint8 image; and whether an element that fails to decode is skipped (a
+# folder's unreadable file) rather than stopping the run (a prepared set's damaged record).
+Source = collections.namedtuple("Source", "epoch decode count skips_unreadable",
+                                defaults=[False])
+
+
+def epoch_seed(seed, epoch):
+    """The seed of one epoch's order, a function of the run's seed and the epoch alone."""
+    return [tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)]
+
+
+def shuffled(elements, seed):
+    """A source of elements held in memory (indices, file names): each epoch a permutation of
+    all of them."""
+    elements = tf.constant(elements)
+    return lambda epoch: tf.data.Dataset.from_tensor_slices(
+        tf.random.experimental.stateless_shuffle(elements, seed=epoch_seed(seed, epoch)))
+
+
+def window_shuffled(elements, seed, epoch):
+    """Elements read in order (records), shuffled within windows of SHUFFLE_WINDOW: as a
+    shuffle buffer of that size mixes them, but with each window's order a function of (seed,
+    epoch, window), where a buffer's depends on every draw before it."""
+    windows = elements.batch(SHUFFLE_WINDOW).enumerate()
+    return windows.flat_map(lambda i, window: tf.data.Dataset.from_tensor_slices(
+        tf.random.experimental.stateless_shuffle(
+            window, seed=epoch_seed(seed, epoch * EPOCHS + i))))
 
 
 def mnist_digits():
@@ -94,25 +131,30 @@ def damaged_shard_error(data_dir):
 
 
 def tfrecord_images(data_dir, image_size, channels, seed):
-    """Decoded uint8 images from the shards, read in a shuffled file order, interleaved."""
+    """The shards' records, each epoch in a shuffled shard order, interleaved, and shuffled
+    within windows."""
     shards, size = read_manifest(data_dir)
     if size != image_size:
         raise config.ConfigError(
             f"{data_dir} holds {size}x{size} images, not {image_size}x{image_size}: run python "
             f"prepro.py --size {image_size} --output_dir OTHER_DIR and pass --data_dir OTHER_DIR")
-    files = tf.data.Dataset.from_tensor_slices([f for f, _ in shards]).shuffle(len(shards), seed=seed)
-    records = files.interleave(tf.data.TFRecordDataset, cycle_length=min(len(shards), 8),
-                               num_parallel_calls=tf.data.AUTOTUNE)
+    files = shuffled([f for f, _ in shards], seed)
+    count = sum(n for _, n in shards)
+
+    def epoch(e):
+        records = files(e).interleave(tf.data.TFRecordDataset, cycle_length=min(len(shards), 8),
+                                      num_parallel_calls=tf.data.AUTOTUNE)
+        return window_shuffled(records, seed, e)
 
     def decode(record):
         features = tf.io.parse_single_example(record, {"image": tf.io.FixedLenFeature([], tf.string)})
         image = tf.io.decode_image(features["image"], channels=channels, expand_animations=False)
         return tf.ensure_shape(image, (image_size, image_size, channels))
 
-    return records.map(decode, num_parallel_calls=tf.data.AUTOTUNE), sum(n for _, n in shards)
+    return Source(epoch, decode, count)
 
 
-def folder_images(data_dir, image_size, crop):
+def folder_images(data_dir, image_size, crop, seed):
     if not data_dir:
         raise config.ConfigError("--dataset folder needs --data_dir: the folder of your images")
     files = sorted(os.path.join(root, name) for root, _, names in os.walk(data_dir)
@@ -125,61 +167,69 @@ def folder_images(data_dir, image_size, crop):
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
         return center_crop(image, crop, image_size)
 
-    images = tf.data.Dataset.from_tensor_slices(files).map(decode, tf.data.AUTOTUNE)
-    return images.ignore_errors(log_warning=True), len(files)  # skip unreadable files, say which
+    return Source(shuffled(files, seed), decode, len(files), skips_unreadable=True)
 
 
 def tfds_images(name, *, data_dir, image_size, crop, seed):
-    """Returns (images, count, image_size, channels); the size defaults to the dataset's own
-    when its images are square (tfds:mnist trains at 28x28), else to 64."""
+    """Returns (source, image_size, channels); the size defaults to the dataset's own when its
+    images are square (tfds:mnist trains at 28x28), else to 64. The images are read encoded,
+    in the dataset's file order, and shuffled within windows."""
     import tensorflow_datasets as tfds  # imported here: slow, and only this source needs it
     try:
-        images, info = tfds.load(name, split="train", data_dir=data_dir, download=False,
-                                 with_info=True, shuffle_files=True,
-                                 read_config=tfds.ReadConfig(shuffle_seed=seed))
+        builder = tfds.builder(name, data_dir=data_dir)
+        info = builder.info
+        key = next((k for k, f in info.features.items() if isinstance(f, tfds.features.Image)),
+                   None)
+        examples = builder.as_dataset(split="train", shuffle_files=False,
+                                      decoders={key: tfds.decode.SkipDecoding()} if key else None)
     except Exception as e:  # tfds raises assorted types for "not there"; all mean the same here
         raise config.ConfigError(
             f"TensorFlow Datasets has no prepared {name!r} here ({type(e).__name__}): prepare it "
             f"once with: tfds build {name}, or pass --data_dir where it is prepared") from None
-    key = next((k for k, f in info.features.items() if isinstance(f, tfds.features.Image)), None)
     if key is None:
         raise config.ConfigError(f"tfds:{name} has no image feature: choose an image dataset")
     height, width, channels = info.features[key].shape
     if not image_size:
         image_size = height if height == width and height else 64
-    count = int(images.cardinality())  # tfds datasets know their length
-    images = images.map(lambda example: center_crop(example[key], crop, image_size),
-                        num_parallel_calls=tf.data.AUTOTUNE)
-    return images, count, image_size, channels
+    count = int(examples.cardinality())  # tfds datasets know their length
+    encoded = examples.map(lambda example: example[key])
+
+    def epoch(e):
+        return window_shuffled(encoded, seed, e)
+
+    def decode(image):
+        return center_crop(info.features[key].decode_example(image), crop, image_size)
+
+    return Source(epoch, decode, count), image_size, channels
 
 
 def load(dataset, batch_size, *, image_size=None, data_dir=None, crop=None, seed=0):
-    """Returns Data(batches, count, image_size, channels): batches is an endless tf.data.Dataset
-    of [batch_size, image_size, image_size, channels] float32 batches.
+    """Returns Data(stream, count, image_size, channels). stream(start) is the endless stream of
+    batches from the start-th image on (start = step x batch size, to resume at a step).
 
-    Epochs are reshuffled; the last partial batch of each epoch is dropped, as the original's
-    fixed-size graph did, so every step sees a full batch.
+    Epochs are reshuffled; batches run on across an epoch's end, as a repeated dataset's do.
     """
     if dataset.startswith("tfds:"):
-        images, count, image_size, channels = tfds_images(
+        source, image_size, channels = tfds_images(
             dataset[5:], data_dir=data_dir, image_size=image_size, crop=crop, seed=seed)
     elif dataset in config.DATASETS:
         defaults = config.DATASETS[dataset]
         image_size = image_size or defaults["image_size"]
         channels = defaults["channels"]
         if dataset == "celeba":
-            images, count = tfrecord_images(data_dir or defaults["data_dir"], image_size, channels, seed)
+            source = tfrecord_images(data_dir or defaults["data_dir"], image_size, channels, seed)
         elif dataset == "folder":
-            images, count = folder_images(data_dir, image_size, crop)
+            source = folder_images(data_dir, image_size, crop, seed)
         else:
             pixels = mnist_digits()[0] if dataset == "mnist" else fake_images(image_size, channels, seed)
-            images, count = tf.data.Dataset.from_tensor_slices(pixels), len(pixels)
+            source = Source(shuffled(np.arange(len(pixels)), seed),
+                            lambda i: tf.gather(pixels, i), len(pixels))
     else:
         raise config.ConfigError(f"unknown --dataset {dataset!r}: choose one of "
                                  f"{', '.join(config.DATASETS)} or tfds:NAME")
-    if count < batch_size:
-        raise config.ConfigError(
-            f"--batch_size {batch_size} is larger than the dataset ({count} images): use a smaller one")
+    if source.count < batch_size:
+        raise config.ConfigError(f"--batch_size {batch_size} is larger than the dataset "
+                                 f"({source.count} images): use a smaller one")
 
     def to_float(image):
         image = tf.cast(image, tf.float32)
@@ -187,9 +237,14 @@ def load(dataset, batch_size, *, image_size=None, data_dir=None, crop=None, seed
             image = tf.image.resize(image, (image_size, image_size), antialias=True)
         return image / 127.5 - 1.0
 
-    batches = (images.shuffle(min(count, SHUFFLE_BUFFER), seed=seed, reshuffle_each_iteration=True)
-               .repeat()
-               .map(to_float, num_parallel_calls=tf.data.AUTOTUNE)
-               .batch(batch_size, drop_remainder=True)
-               .prefetch(tf.data.AUTOTUNE))
-    return Data(batches, count, image_size, channels)
+    def stream(start=0):
+        first_epoch, offset = divmod(start, source.count)
+        elements = tf.data.Dataset.range(first_epoch, EPOCHS).flat_map(source.epoch).skip(offset)
+        images = elements.map(lambda e: to_float(source.decode(e)),
+                              num_parallel_calls=tf.data.AUTOTUNE)
+        if source.skips_unreadable:  # said in a warning; the stream then runs one image short
+            images = images.ignore_errors(log_warning=True)
+        return (images.batch(batch_size, drop_remainder=True)
+                .prefetch(tf.data.AUTOTUNE))
+
+    return Data(stream, source.count, image_size, channels)

@@ -83,7 +83,7 @@ def run():
     resize = features.describe_input(network, images.image_size, images.channels)
 
     real = features.feature_statistics(
-        features.real_pixels(images.batches, count, FLAGS.batch_size), network, count,
+        features.real_pixels(images.stream(), count, FLAGS.batch_size), network, count,
         f"real ({dataset})")
     generated = features.feature_statistics(
         features.generated_pixels(generator, count, FLAGS.batch_size, FLAGS.seed), network, count,

@@ -101,7 +101,8 @@ def run():
           f"{count_params(discriminator):,} parameters; {strategy.num_replicas_in_sync} "
           f"replica(s), {precision}, XLA {'on' if jit_compile else 'off'}; "
           f"training to step {max_steps}.")
-    batches = strategy.experimental_distribute_dataset(images.batches)
+    # The images from where the run stands: the stopped run's next batch is the resumed run's.
+    batches = strategy.experimental_distribute_dataset(images.stream(step * FLAGS.batch_size))
     try:
         path = solver.train(batches, max_steps, batch_size=FLAGS.batch_size,
                             log_every=FLAGS.log_every, sample_every=FLAGS.sample_every,

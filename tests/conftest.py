@@ -124,13 +124,13 @@ def checkpoint_value(path, name):
 
 def write_shards(directory, size, shards=2, per_shard=5):
     """TFRecords and a manifest as prepro.py writes them, of images of one grey level each:
-    10 * (the image's number)."""
+    10 * (the image's number), modulo 256."""
     entries = []
     for s in range(shards):
         name = f"celeba-{s:05d}-of-{shards:05d}.tfrecord"
         with tf.io.TFRecordWriter(str(directory / name)) as writer:
             for i in range(per_shard):
-                pixels = np.full((size, size, 3), 10 * (s * per_shard + i), np.uint8)
+                pixels = np.full((size, size, 3), 10 * (s * per_shard + i) % 256, np.uint8)
                 buffer = io.BytesIO()
                 Image.fromarray(pixels).save(buffer, format="PNG")
                 example = tf.train.Example(features=tf.train.Features(feature={

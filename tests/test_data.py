@@ -17,7 +17,7 @@ def test_mnist_is_5000_real_digits_bundled():
 
 def test_mnist_batches_are_in_tanh_range():
     images = data.load("mnist", batch_size=100)
-    batch = next(iter(images.batches))
+    batch = next(iter(images.stream()))
     assert images.count == 5000 and (images.image_size, images.channels) == (28, 1)
     assert batch.shape == (100, 28, 28, 1) and batch.dtype == tf.float32
     assert float(tf.reduce_min(batch)) == -1.0 and float(tf.reduce_max(batch)) == 1.0
@@ -25,12 +25,12 @@ def test_mnist_batches_are_in_tanh_range():
 
 def test_mnist_can_be_resized():
     images = data.load("mnist", batch_size=4, image_size=32)
-    assert next(iter(images.batches)).shape == (4, 32, 32, 1)
+    assert next(iter(images.stream())).shape == (4, 32, 32, 1)
 
 
 def test_epochs_are_reshuffled():
     images = data.load("fake", batch_size=500, image_size=8)  # 1000 images: 2 batches an epoch
-    batches = [b.numpy() for b in images.batches.take(4)]
+    batches = [b.numpy() for b in images.stream().take(4)]
     first_epoch = np.concatenate(batches[:2])
     second_epoch = np.concatenate(batches[2:])
     assert not np.array_equal(first_epoch, second_epoch)
@@ -41,7 +41,7 @@ def test_epochs_are_reshuffled():
 def test_celeba_reads_prepared_tfrecords(tmp_path):
     write_shards(tmp_path, size=16)
     images = data.load("celeba", batch_size=10, image_size=16, data_dir=str(tmp_path))
-    batch = next(iter(images.batches)).numpy()
+    batch = next(iter(images.stream())).numpy()
     assert images.count == 10 and batch.shape == (10, 16, 16, 3)
     pixel_values = sorted(np.rint((batch[:, 0, 0, 0] + 1) * 127.5).astype(int))
     assert pixel_values == [10 * i for i in range(10)]  # every record once per epoch
@@ -96,7 +96,7 @@ def test_folder_of_mixed_images_is_searched_recursively(tmp_path):
     Image.fromarray(rng.integers(0, 256, (40, 30), np.uint8)).save(tmp_path / "gray.png")
     (tmp_path / "notes.txt").write_text("not an image")
     images = data.load("folder", batch_size=5, image_size=16, data_dir=str(tmp_path), crop=108)
-    batch = next(iter(images.batches))
+    batch = next(iter(images.stream()))
     assert images.count == 5 and batch.shape == (5, 16, 16, 3)
     assert -1.0 <= float(tf.reduce_min(batch)) and float(tf.reduce_max(batch)) <= 1.0
 
@@ -111,12 +111,54 @@ def test_tfds_sources_take_their_shape_from_the_dataset():
     with tfds.testing.mock_data(num_examples=8):
         mnist = data.load("tfds:mnist", batch_size=4)
         assert (mnist.image_size, mnist.channels) == (28, 1)
-        assert next(iter(mnist.batches)).shape == (4, 28, 28, 1)
+        assert next(iter(mnist.stream())).shape == (4, 28, 28, 1)
         faces = data.load("tfds:celeb_a", batch_size=4, crop=108)
         assert (faces.image_size, faces.channels) == (64, 3)  # 218x178 is not square: 64
-        assert next(iter(faces.batches)).shape == (4, 64, 64, 3)
+        assert next(iter(faces.stream())).shape == (4, 64, 64, 3)
 
 
 def test_unprepared_tfds_dataset_says_how_to_prepare_it(tmp_path):
     with pytest.raises(config.ConfigError, match="tfds build mnist"):
         data.load("tfds:mnist", batch_size=4, data_dir=str(tmp_path))
+
+
+def images_of(loaded, start, n):
+    """The first n images of loaded.stream(start), as float32 pixels."""
+    found, total = [], 0
+    for batch in loaded.stream(start):
+        found.append(batch.numpy())
+        total += len(found[-1])
+        if total >= n:
+            return np.concatenate(found)[:n]
+
+
+def loaded_source(name, tmp_path):
+    """A small dataset of each source, batches of 3."""
+    if name == "celeba":
+        write_shards(tmp_path, size=8, shards=3, per_shard=4)
+        return data.load("celeba", batch_size=3, image_size=8, data_dir=str(tmp_path))
+    if name == "folder":
+        rng = np.random.default_rng(0)
+        for i in range(7):
+            Image.fromarray(rng.integers(0, 256, (12, 10, 3), np.uint8)).save(tmp_path / f"{i}.png")
+        return data.load("folder", batch_size=3, image_size=8, data_dir=str(tmp_path))
+    if name == "mnist":
+        return data.load("mnist", batch_size=500, image_size=8)
+    return data.load(name, batch_size=3, image_size=8)
+
+
+@pytest.mark.parametrize("name", ["fake", "mnist", "celeba", "folder", "tfds:mnist"])
+def test_the_stream_starts_at_any_image_as_if_it_had_run_from_the_first(tmp_path, name):
+    """What makes a resume exact: stream(start) is the stream from the first image, less its
+    first start images. Checked inside the first epoch, across its end and in a later one."""
+    import tensorflow_datasets as tfds
+    with tfds.testing.mock_data(num_examples=10):
+        loaded = loaded_source(name, tmp_path)
+        count = loaded.count
+        whole = images_of(loaded, 0, 2 * count + 10)
+        for start in (1, count - 2, count + 4, 2 * count + 1):
+            np.testing.assert_array_equal(images_of(loaded, start, 9), whole[start:start + 9])
+    first, second = whole[:count], whole[count:2 * count]
+    assert not np.array_equal(first, second)  # each epoch in its own order
+    key = lambda a: sorted(map(bytes, a.reshape(len(a), -1)))
+    assert key(first) == key(second)  # of the same images

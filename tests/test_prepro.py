@@ -261,7 +261,7 @@ def test_data_load_reads_the_output(tmp_path, encoding):
     names = make_inputs(source, 6)
     build(source, out, shards=2, size=32, encoding=encoding)
     loaded = data.load("celeba", batch_size=6, image_size=32, data_dir=str(out))
-    batch = next(iter(loaded.batches)).numpy()
+    batch = next(iter(loaded.stream())).numpy()
     assert loaded.count == 6 and batch.shape == (6, 32, 32, 3)
     assert batch.min() >= -1.0 and batch.max() <= 1.0
     got = np.rint((batch + 1) * 127.5)

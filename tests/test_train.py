@@ -1,11 +1,13 @@
 """train.py end to end, as a user runs it: real event files, PNGs, checkpoints, resume, errors."""
 import json
 import os
+import random
 import re
 import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -179,9 +181,12 @@ def start(*args):
 
 
 def wait_for(process, prefix):
+    """The lines the process printed up to the first that starts with prefix."""
+    lines = []
     for line in process.stdout:
+        lines.append(line)
         if line.startswith(prefix):
-            return line
+            return "".join(lines)
     raise AssertionError(f"{prefix!r} never came: {process.stderr.read()}")
 
 
@@ -262,3 +267,78 @@ def test_a_run_none_of_whose_checkpoints_reads_is_one_line_and_keeps_them(tmp_pa
     line = error_line(train(*args, "--max_steps=6"), "train.py")
     assert f"no checkpoint in {out}/checkpoints can be read" in line
     assert {p: p.read_bytes() for p in listing} == listing
+
+
+def variables(checkpoint):
+    reader = tf.train.load_checkpoint(checkpoint)
+    return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
+
+
+def dataset_args(name, tmp_path):
+    if name == "celeba":
+        write_shards(tmp_path, size=16, shards=3, per_shard=100)
+        return ["--dataset=celeba", f"--data_dir={tmp_path}"]
+    if name == "folder":
+        rng = np.random.default_rng(0)
+        for i in range(300):
+            Image.fromarray(rng.integers(0, 256, (20, 18, 3), np.uint8)).save(tmp_path / f"{i}.png")
+        return ["--dataset=folder", f"--data_dir={tmp_path}"]
+    if name == "mnist":
+        return ["--dataset=mnist", "--image_size=16", "--batch_size=500"]
+    return []
+
+
+@pytest.mark.parametrize("name, stops, strategy", [
+    ("fake", [signal.SIGKILL], "default"),
+    ("mnist", [signal.SIGKILL], "default"),
+    ("celeba", [signal.SIGKILL], "default"),
+    ("folder", [signal.SIGKILL], "default"),
+    ("fake", [signal.SIGKILL, signal.SIGTERM], "default"),
+    ("fake", [signal.SIGKILL], "mirrored"),
+])
+def test_a_stopped_and_resumed_run_ends_as_the_run_that_never_stopped(tmp_path, name, stops,
+                                                                      strategy):
+    """Bit for bit: the same weights, optimizer state and step, whatever stopped it and
+    wherever its data stood (runs of 2.5 epochs of 10 steps, stopped between checkpoints)."""
+    data_dir = tmp_path / "images"
+    data_dir.mkdir()
+    args = [*TINY, "--batch_size=100", *dataset_args(name, data_dir), "--max_steps=25",
+            "--log_every=1", "--checkpoint_every=10", f"--strategy={strategy}"]
+    assert train(*args, f"--out_dir={tmp_path}/whole").returncode == 0
+    stopped = [*args, f"--out_dir={tmp_path}/stopped"]
+    for stop, at in zip(stops, ("step 14/", "step 17/")):
+        process = start(*stopped)
+        wait_for(process, at)
+        process.send_signal(stop)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == (-9 if stop == signal.SIGKILL else 130), stderr
+        assert "Traceback" not in stderr
+    result = train(*stopped)
+    assert result.returncode == 0 and "Resuming from" in result.stdout, result.stderr
+    whole = variables(f"{tmp_path}/whole/checkpoints/ckpt-25")
+    resumed = variables(f"{tmp_path}/stopped/checkpoints/ckpt-25")
+    assert whole.keys() == resumed.keys()
+    for key in whole:
+        if key.startswith("save_counter/"):  # how many saves: SIGTERM makes one more
+            continue
+        np.testing.assert_array_equal(whole[key], resumed[key], err_msg=key)
+
+
+def test_kill_9_at_random_moments_never_leaves_a_run_that_cannot_resume(tmp_path):
+    """A checkpoint every step, and SIGKILL at random moments, saving or not: each restart
+    resumes, none meets an unreadable checkpoint or ends in a stack trace."""
+    out = tmp_path / "run"
+    args = [*TINY, f"--out_dir={out}", "--log_every=1", "--checkpoint_every=1"]
+    delays = random.Random(0)
+    for attempt in range(5):
+        process = start(*args, "--max_steps=100000")
+        said = wait_for(process, "step ")
+        assert (attempt == 0) != ("Resuming from" in said), said
+        assert "cannot be read" not in said
+        time.sleep(delays.uniform(0.0, 1.0))
+        process.kill()
+        _, stderr = process.communicate(timeout=60)
+        assert "Traceback" not in stderr
+    step = checkpoint_value(tf.train.latest_checkpoint(str(out / "checkpoints")), "step")
+    result = train(*args, f"--max_steps={step + 2}")
+    assert result.returncode == 0 and f"at step {step}" in result.stdout, result.stderr
