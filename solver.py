@@ -5,8 +5,11 @@ The step comes twice. original_step is the original's iteration, written out; th
 with fast_step, which computes the same thing with one forward pass of G fewer
 (tests/test_solver.py shows the two equal, step after step).
 """
+import contextlib
+import glob
 import math
 import os
+import shutil
 import signal
 import time
 
@@ -229,7 +232,8 @@ class Solver:
                                             seconds_left=(max_steps - step) / steps_per_s),
                               flush=True)
                 if self.chief and (step % sample_every == 0 or step == max_steps):
-                    self.write_samples(step)
+                    with self.writing(f"the sample grid of step {step}"):
+                        self.write_samples(step)
                 if step % checkpoint_every == 0:
                     self.save()
         path = self.save()
@@ -300,14 +304,33 @@ class Solver:
         self.needs_run_dir()
         if not self.finite():  # never write a checkpoint that no run could go on from
             raise self.blown_up(int(self.step.numpy()))
+        step = int(self.step.numpy())
         if self.chief:
-            return self.manager.save(checkpoint_number=int(self.step.numpy()))
+            with self.writing(f"the checkpoint of step {step}"):
+                return self.manager.save(checkpoint_number=step)
         # Saving is collective: every worker writes its copy, and only the chief's is kept.
         worker = self.strategy.cluster_resolver.task_id
         temp = os.path.join(self.run_dir.path, f".worker-{worker}")
         self.checkpoint.write(os.path.join(temp, "ckpt"))
         tf.io.gfile.rmtree(temp)
         return None
+
+    @contextlib.contextmanager
+    def writing(self, what):
+        """A write that fails (a full disk, a file size limit, a folder that became read-only)
+        stops the run with one line; the checkpoints written before stay as they are."""
+        try:
+            yield
+        except (OSError, tf.errors.OpError) as e:
+            reason = (e.strerror if isinstance(e, OSError) and e.strerror else
+                      str(e).rsplit("; ", 1)[-1].split(" [Op:")[0])
+            for temp in glob.glob(os.path.join(self.run_dir.checkpoints, "*_temp")):
+                shutil.rmtree(temp, ignore_errors=True)  # the failed save's own leftovers
+            latest = self.manager.latest_checkpoint
+            raise config.ConfigError(
+                f"cannot write {what} in {self.run_dir.path} ({reason}): make room (or make it "
+                f"writable again) and run the same command, which resumes from "
+                f"{latest or 'the start'}") from None
 
     def needs_run_dir(self):
         if self.run_dir is None:

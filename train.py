@@ -93,8 +93,9 @@ def run():
     solver.run_dir.create(lock=solver.chief)  # refused if another train.py is writing there
     if solver.chief:  # how the run was made, for evaluate.py (which real images) and for people
         flag_values = {f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])}
-        solver.run_dir.write_flags({**flag_values, "image_size": images.image_size,
-                                "architecture": dataclasses.asdict(arch)})
+        with solver.writing("flags.json"):
+            solver.run_dir.write_flags({**flag_values, "image_size": images.image_size,
+                                        "architecture": dataclasses.asdict(arch)})
     print(f"DCGAN on {FLAGS.dataset}: {images.count} images of {images.image_size}x"
           f"{images.image_size}x{images.channels}, {steps_per_epoch} steps per epoch of batch "
           f"{FLAGS.batch_size}; generator {count_params(generator):,} and discriminator "

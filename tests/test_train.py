@@ -3,6 +3,7 @@ import json
 import os
 import random
 import re
+import resource
 import signal
 import socket
 import subprocess
@@ -342,3 +343,24 @@ def test_kill_9_at_random_moments_never_leaves_a_run_that_cannot_resume(tmp_path
     step = checkpoint_value(tf.train.latest_checkpoint(str(out / "checkpoints")), "step")
     result = train(*args, f"--max_steps={step + 2}")
     assert result.returncode == 0 and f"at step {step}" in result.stdout, result.stderr
+
+
+def test_a_failed_write_stops_the_run_in_one_line_and_keeps_the_checkpoint_before(tmp_path):
+    """A real write failure: a file size limit below a checkpoint's size, as a full disk."""
+    out = tmp_path / "run"
+    args = [*TINY, f"--out_dir={out}", "--log_every=2", "--checkpoint_every=2"]
+    assert train(*args, "--max_steps=2").returncode == 0
+    before = {p.name: p.read_bytes() for p in (out / "checkpoints").iterdir()}
+
+    def small_file_limit():  # a checkpoint of the tiny networks and their Adam slots: ~440 kB
+        resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
+
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "train.py"), *args,
+                             "--max_steps=6"], cwd=ROOT, capture_output=True, text=True,
+                            timeout=300, preexec_fn=small_file_limit)
+    line = error_line(result, "train.py")
+    assert "cannot write the checkpoint of step 4" in line and "File too large" in line
+    assert line.endswith(f"resumes from {out}/checkpoints/ckpt-2")
+    assert {p.name: p.read_bytes() for p in (out / "checkpoints").iterdir()} == before
+    result = train(*args, "--max_steps=6")  # room again
+    assert result.returncode == 0 and "at step 2" in result.stdout, result.stderr
