@@ -100,8 +100,7 @@ class Solver:
         self.run_dir = self.manager = None
         if out_dir:
             self.run_dir = RunDir(out_dir)
-            self.manager = tf.train.CheckpointManager(  # creates no file until the first save
-                self.checkpoint, self.run_dir.checkpoints, max_to_keep=3)
+            self.manager = self.checkpoint_manager()
         if jit_compile:  # XLA compiles each replica's step; the cross-replica sums stay outside
             self.replica_step = tf.function(self.replica_step, jit_compile=True)
 
@@ -264,12 +263,17 @@ class Solver:
         if self.run_dir.damaged and self.chief:
             aside = self.run_dir.set_aside(self.run_dir.damaged, path)
             print(f"Moved the checkpoints that cannot be read to {aside}.")
-            self.manager = tf.train.CheckpointManager(self.checkpoint, self.run_dir.checkpoints,
-                                                      max_to_keep=3)
+            self.manager = self.checkpoint_manager()  # the list without them
         if path:
             for optimizer in (self.d_optimizer, self.g_optimizer):  # this run's --lr, not the
                 optimizer.learning_rate.assign(self.lr)               # one saved with the rest
         return path
+
+    def checkpoint_manager(self):
+        """The last 3 checkpoints of the run directory, as its list records them; it writes
+        nothing until the first save."""
+        return tf.train.CheckpointManager(self.checkpoint, self.run_dir.checkpoints,
+                                          max_to_keep=3)
 
     def load(self, path):
         saved, _ = read_checkpoint(path)
@@ -302,9 +306,9 @@ class Solver:
 
     def save(self):
         self.needs_run_dir()
-        if not self.finite():  # never write a checkpoint that no run could go on from
-            raise self.blown_up(int(self.step.numpy()))
         step = int(self.step.numpy())
+        if not self.finite():  # never write a checkpoint that no run could go on from
+            raise self.blown_up(step)
         if self.chief:
             with self.writing(f"the checkpoint of step {step}"):
                 return self.manager.save(checkpoint_number=step)
