@@ -206,9 +206,12 @@ class Solver:
         so the same command resumes from there; a second Ctrl-C stops at once.
         """
         self.needs_run_dir()
+        step = int(self.step.numpy())
+        if self.chief:
+            with self.writing("the TensorBoard logs"):
+                self.run_dir.trim_logs(step)  # what a stopped run logged past its checkpoint
         writer = (tf.summary.create_file_writer(self.run_dir.logs) if self.chief
                   else tf.summary.create_noop_writer())
-        step = int(self.step.numpy())
         window_step, window_time = step, time.perf_counter()
         batches = iter(dataset)
         with writer.as_default(), stop_requests() as stop:

@@ -270,6 +270,17 @@ def test_a_run_none_of_whose_checkpoints_reads_is_one_line_and_keeps_them(tmp_pa
     assert {p: p.read_bytes() for p in listing} == listing
 
 
+def scalars(log_dir):
+    """[(tag, step, value)] of every scalar event in the run's event files, duplicates kept."""
+    found = []
+    for name in sorted(os.listdir(log_dir)):
+        for event in tf.compat.v1.train.summary_iterator(os.path.join(log_dir, name)):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "scalars":
+                    found.append((value.tag, event.step, float(tf.make_ndarray(value.tensor))))
+    return sorted(found)
+
+
 def variables(checkpoint):
     reader = tf.train.load_checkpoint(checkpoint)
     return {name: reader.get_tensor(name) for name in reader.get_variable_to_shape_map()}
@@ -323,6 +334,8 @@ def test_a_stopped_and_resumed_run_ends_as_the_run_that_never_stopped(tmp_path, 
         if key.startswith("save_counter/"):  # how many saves: SIGTERM makes one more
             continue
         np.testing.assert_array_equal(whole[key], resumed[key], err_msg=key)
+    # TensorBoard's curves too: each step once, with the values of the run that never stopped.
+    assert scalars(tmp_path / "stopped" / "logs") == scalars(tmp_path / "whole" / "logs")
 
 
 def test_kill_9_at_random_moments_never_leaves_a_run_that_cannot_resume(tmp_path):

@@ -87,6 +87,29 @@ class RunDir:
         except ValueError as e:
             raise config.ConfigError(f"{self.flags_json} is damaged ({e}): pass --dataset") from None
 
+    def trim_logs(self, step):
+        """Drop from the event files the events past step, which a run resumed at step writes
+        again: TensorBoard then shows each step once. A file cut short by a kill keeps its
+        whole records. Each file is rewritten whole or not at all."""
+        if not os.path.isdir(self.logs):
+            return
+        for name in sorted(os.listdir(self.logs)):
+            path = os.path.join(self.logs, name)
+            records, past = [], False
+            try:
+                for record in tf.data.TFRecordDataset(path):
+                    event = tf.compat.v1.Event.FromString(record.numpy())
+                    if event.step > step:
+                        past = True
+                    else:
+                        records.append(record.numpy())
+            except tf.errors.DataLossError:  # the last record, half written when killed
+                past = True
+            if past:
+                with files.replacing(path) as tmp, tf.io.TFRecordWriter(tmp) as writer:
+                    for record in records:
+                        writer.write(record)
+
     def newest_first(self):
         """The checkpoints that CheckpointManager lists in the run, newest first."""
         state = tf.train.get_checkpoint_state(self.checkpoints)
