@@ -262,9 +262,9 @@ class Solver:
         is written.
         """
         self.needs_run_dir()
-        path, _ = self.run_dir.load_latest(self.load)
-        if self.run_dir.damaged and self.chief:
-            aside = self.run_dir.set_aside(self.run_dir.damaged, path)
+        path, _, damaged = self.run_dir.load_latest(self.load)
+        if damaged and self.chief:
+            aside = self.run_dir.set_aside(damaged, path)
             print(f"Moved the checkpoints that cannot be read to {aside}.")
             self.manager = self.checkpoint_manager()  # the list without them
         if path:
@@ -290,12 +290,10 @@ class Solver:
     @tf.function
     def finite(self):
         """Whether every weight, batch norm statistic and optimizer slot is a finite number."""
-        return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in self.checkpointed()
+        variables = (self.generator.variables + self.discriminator.variables
+                     + self.g_optimizer.variables + self.d_optimizer.variables)
+        return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables
                               if tf.as_dtype(v.dtype).is_floating])
-
-    def checkpointed(self):
-        return (self.generator.variables + self.discriminator.variables
-                + self.g_optimizer.variables + self.d_optimizer.variables)
 
     def blown_up(self, step, values=None):
         """The one-line error of a run whose numbers are no longer finite."""

@@ -116,14 +116,14 @@ class RunDir:
         return list(reversed(state.all_model_checkpoint_paths)) if state else []
 
     def load_latest(self, load):
-        """(path, load(path)) for the newest checkpoint that load() can read, or (None, None)
-        when the run has none. Each newer one that cannot be read is named on stdout and left
-        as it is, and self.damaged lists them; a run none of whose checkpoints reads is one
-        line. load raises Damaged, or one of DAMAGE, for a checkpoint it cannot read."""
-        self.damaged = []
+        """(path, load(path), damaged) for the newest checkpoint that load() can read, or
+        (None, None, []) when the run has none; damaged lists the newer ones that cannot be
+        read, each named on stdout and left as it is. A run none of whose checkpoints reads is
+        one line. load raises Damaged, or one of DAMAGE, for a checkpoint it cannot read."""
+        damaged = []
         for path in self.newest_first():
             try:
-                return path, load(path)
+                return path, load(path), damaged
             except Damaged as e:
                 reason = e.reason
             except config.ConfigError:  # readable, but refused (another architecture)
@@ -132,12 +132,12 @@ class RunDir:
                 reason = type(e).__name__
             print(f"checkpoint {path} cannot be read ({reason}): it stays as it is; trying the "
                   "one before it", flush=True)
-            self.damaged.append(path)
-        if self.damaged:
+            damaged.append(path)
+        if damaged:
             raise config.ConfigError(
                 f"no checkpoint in {self.checkpoints} can be read (the files stay as they are): "
                 "copy back a good one, or choose another --out_dir to start over")
-        return None, None
+        return None, None, []
 
     def set_aside(self, damaged, kept):
         """Move the files of the damaged checkpoints, as they are, to RUN/checkpoints/damaged/,
@@ -192,7 +192,7 @@ def load_generator(run_dir, checkpoint=None):
     that reads."""
     if checkpoint:
         return Snapshot(*read_generator(checkpoint), checkpoint)
-    path, loaded = run_dir.load_latest(read_generator)
+    path, loaded, _ = run_dir.load_latest(read_generator)
     if path is None:
         raise config.ConfigError(f"no checkpoint in {run_dir.checkpoints}: train first (python "
                                  f"train.py --out_dir {run_dir.path}) or pass --checkpoint")
