@@ -203,7 +203,8 @@ class Solver:
 
         dataset: global batches of batch_size, or under a strategy its distributed form.
         Ctrl-C (or SIGTERM) finishes the step, saves a checkpoint and raises KeyboardInterrupt,
-        so the same command resumes from there; a second Ctrl-C stops at once.
+        so the same command resumes from there; a second Ctrl-C stops at once. In a
+        multi-worker run, one worker's Ctrl-C or SIGTERM stops every worker after the same step.
         """
         self.needs_run_dir()
         step = int(self.step.numpy())
@@ -214,10 +215,12 @@ class Solver:
                   else tf.summary.create_noop_writer())
         window_step, window_time = step, time.perf_counter()
         batches = iter(dataset)
-        with writer.as_default(), stop_requests() as stop:
+        with writer.as_default(), stop_requests() as requests:
+            stop, agree = stop_together(self.strategy, requests, self.run_dir.checkpoints)
             while step < max_steps and not stop:
                 metrics = self.train_step(next(batches))
                 step += 1
+                agree()
                 if step % log_every == 0 or step == max_steps:
                     # Reading the losses waits for the step: do it only when logging.
                     values = {k: float(v) for k, v in metrics.items()}
@@ -240,7 +243,8 @@ class Solver:
                     self.save()
         path = self.save()
         if stop:
-            print(f"\ninterrupted: saved {path}; run the same command to resume", flush=True)
+            print(f"\ninterrupted: saved {path or f'step {step} with the chief'}; run the same "
+                  "command to resume", flush=True)
             raise KeyboardInterrupt
         return path
 
@@ -370,6 +374,32 @@ class stop_requests:
     def __exit__(self, *exc):
         for s, handler in self.previous.items():
             signal.signal(s, handler)
+
+
+def stop_together(strategy, requests, checkpoints):
+    """(stop, agree): the list the loop stops on, and what it calls after each step.
+
+    One process stops as soon as it is asked (stop is its requests). The workers of a
+    multi-worker run must all stop after the same step, or those that go on wait forever in
+    the next step's collectives. PreemptionCheckpointHandler agrees on that step: the worker
+    that is asked to stop (it polls requests each second) names a step through the cluster's
+    coordination service, and each worker's agree() fills stop after it. The handler saves
+    nothing: the loop's own save, collective and checked, follows on every worker.
+    """
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not resolver.cluster_spec().jobs:
+        return requests, lambda: None
+    stop = []
+    handler = tf.distribute.experimental.PreemptionCheckpointHandler(
+        resolver,
+        # The handler insists on a checkpoint of its own, which it restores from a folder that
+        # does not exist (so does nothing) and never writes, given a save_fn.
+        tf.train.CheckpointManager(tf.train.Checkpoint(), os.path.join(checkpoints, "unused"),
+                                   max_to_keep=1),
+        termination_config=tf.distribute.experimental.TerminationConfig(
+            termination_watcher_fn=lambda: bool(requests), save_fn=lambda: None,
+            exit_fn=lambda: stop.append("the cluster")))
+    return stop, handler.save_checkpoint_if_preempted
 
 
 def progress_line(step, max_steps, values, *, images_per_s, seconds_left):

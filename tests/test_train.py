@@ -144,28 +144,66 @@ def free_port():
         return s.getsockname()[1]
 
 
-def test_two_workers_train_as_one_process_and_only_the_chief_writes(tmp_path):
-    """--strategy multi_worker with two processes on this machine, joined by TF_CONFIG."""
+def start_workers(*args):
+    """train.py --strategy multi_worker as two processes on this machine, joined by TF_CONFIG;
+    the chief (worker 0) first."""
     cluster = {"worker": [f"127.0.0.1:{free_port()}" for _ in range(2)]}
-    args = [sys.executable, os.path.join(ROOT, "train.py"), *TINY, "--max_steps=4",
-            "--log_every=2", "--sample_every=2", "--checkpoint_every=2"]
-    workers = [subprocess.Popen(
-        args + [f"--out_dir={tmp_path}/workers", "--strategy=multi_worker"], cwd=ROOT,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    return [subprocess.Popen(
+        [sys.executable, os.path.join(ROOT, "train.py"), *TINY, *args, "--strategy=multi_worker"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=dict(os.environ, TF_CONFIG=json.dumps({"cluster": cluster,
                                                    "task": {"type": "worker", "index": i}})))
-               for i in range(2)]
-    outputs = [w.communicate(timeout=240) for w in workers]
-    assert [w.returncode for w in workers] == [0, 0], outputs
-    chief, other = (out for out, _ in outputs)
-    assert "2 replica(s)" in chief and "step 4/4" in chief and "step 4/4" not in other
+        for i in range(2)]
+
+
+def finish(processes, timeout=240):
+    """[(returncode, stdout, stderr)] of each process once it ends."""
+    return [(p.returncode, *out) for p in processes for out in [p.communicate(timeout=timeout)]]
+
+
+def test_two_workers_train_as_one_process_and_only_the_chief_writes(tmp_path):
     run = tmp_path / "workers"
+    outputs = finish(start_workers(f"--out_dir={run}", "--max_steps=4", "--log_every=2",
+                                   "--sample_every=2", "--checkpoint_every=2"))
+    assert [code for code, _, _ in outputs] == [0, 0], outputs
+    (_, chief, _), (_, other, _) = outputs
+    assert "2 replica(s)" in chief and "step 4/4" in chief and "step 4/4" not in other
     assert len(os.listdir(run / "logs")) == 1 and not list(run.glob(".worker-*"))
     assert sorted(os.listdir(run / "samples")) == ["step_0000002.png", "step_0000004.png"]
     assert checkpoint_value(tf.train.latest_checkpoint(str(run / "checkpoints")), "step") == 4
     # Two workers with 4 images each train as one process with all 8.
     alone = train(*TINY, "--max_steps=4", "--log_every=4", f"--out_dir={tmp_path}/alone")
     np.testing.assert_allclose(step_4_numbers(chief), step_4_numbers(alone.stdout), atol=2e-3)
+
+
+def test_a_stopped_worker_stops_every_worker_after_one_step_and_the_run_resumes_exactly(tmp_path):
+    """SIGTERM to one worker, as a preempted cloud machine gets: both workers save the same
+    step and stop (none waits forever in a collective), and the resumed run ends as the run
+    that never stopped."""
+    args = ["--log_every=1", "--sample_every=1000", "--checkpoint_every=1000"]
+    chief, other = start_workers(*args, f"--out_dir={tmp_path}/stopped", "--max_steps=100000")
+    wait_for(chief, "step 3/")
+    other.send_signal(signal.SIGTERM)
+    (chief_code, chief_out, chief_err), (other_code, other_out, other_err) = finish([chief, other])
+    assert (chief_code, other_code) == (130, 130), (chief_err, other_err)
+    assert "Traceback" not in chief_err + other_err
+    latest = tf.train.latest_checkpoint(str(tmp_path / "stopped" / "checkpoints"))
+    step = checkpoint_value(latest, "step")
+    assert f"interrupted: saved {latest}" in chief_out
+    assert f"interrupted: saved step {step} with the chief" in other_out
+
+    end = f"--max_steps={step + 3}"
+    resumed = finish(start_workers(*args, f"--out_dir={tmp_path}/stopped", end))
+    assert [code for code, _, _ in resumed] == [0, 0], resumed
+    assert f"at step {step}" in resumed[0][1]
+    whole = finish(start_workers(*args, f"--out_dir={tmp_path}/whole", end))
+    assert [code for code, _, _ in whole] == [0, 0], whole
+    ckpt = f"checkpoints/ckpt-{step + 3}"
+    expected, got = variables(tmp_path / "whole" / ckpt), variables(tmp_path / "stopped" / ckpt)
+    assert expected.keys() == got.keys()
+    for key in expected:
+        if not key.startswith("save_counter/"):  # the stop made one save more
+            np.testing.assert_array_equal(expected[key], got[key], err_msg=key)
 
 
 def step_4_numbers(stdout):
