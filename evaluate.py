@@ -111,8 +111,8 @@ def define_flags():
     flags.DEFINE_string("checkpoint", None, "checkpoint to evaluate (default: the run's latest)")
     flags.DEFINE_string("features", "inception", "feature network: inception (ImageNet InceptionV3, "
                         "downloaded once), mnist (the digit classifier of metrics/classifier.py, "
-                        "trained on first use), or a PATH.keras whose output is one feature "
-                        "vector per image")
+                        "its weights shipped beside it), or a PATH.keras whose output is one "
+                        "feature vector per image")
     flags.DEFINE_integer("num_samples", NUM_SAMPLES, "real and generated images, each (at most the "
                          "dataset's size)")
     flags.DEFINE_integer("batch_size", 100, "images per batch through the networks")

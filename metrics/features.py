@@ -2,8 +2,9 @@
 
 --features inception is Keras' ImageNet InceptionV3: the field's network, but not the exact 2015
 graph of the original FID code, so its numbers compare with each other and only roughly with
-published ones. --features mnist is the digit classifier of metrics/classifier.py, cut at its
-penultimate layer. Any Keras model saved as NAME.keras that gives one vector per image works too.
+published ones. --features mnist is the digit classifier of metrics/classifier.py, with the
+weights the project ships, cut at its penultimate layer. Any Keras model saved as NAME.keras that
+gives one vector per image works too.
 """
 import os
 import time
@@ -50,13 +51,10 @@ def inception(weights="imagenet"):
                                           input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3))
 
 
-def mnist_features(path=classifier.DEFAULT_PATH):
-    """The digit classifier cut at its penultimate layer; trained first if missing."""
-    if not os.path.isfile(path):
-        print(f"No MNIST classifier at {path}: training it first (as python -m metrics.classifier "
-              "does).")
-        classifier.train_and_save(path)
-    return classifier.cut_at_features(load_network(path))
+def mnist_features(path=classifier.DEFAULT_PATH, sha256=classifier.WEIGHTS_SHA256):
+    """The digit classifier of the weights shipped with the project, cut at its penultimate
+    layer; weights of another hash are refused (see classifier.load)."""
+    return classifier.cut_at_features(classifier.load(path, sha256))
 
 
 def load_network(path):

@@ -185,16 +185,65 @@ def test_inception_without_network_says_where_to_put_the_weights(tmp_path, monke
 
 
 # --- the MNIST classifier ---------------------------------------------------------------------
-def test_classifier_learns_the_digits_and_gives_features(tmp_path):
-    path = str(tmp_path / "classifier.keras")
-    accuracy = classifier.train_and_save(path, epochs=1)  # 0.91 after one epoch
+def test_shipped_classifier_is_the_pinned_one_and_scores_its_recorded_accuracy():
+    assert classifier.file_sha256(classifier.DEFAULT_PATH) == classifier.WEIGHTS_SHA256
+    recorded = json.loads(open(classifier.record_path(classifier.DEFAULT_PATH)).read())
+    model = classifier.load()
+    _, (images, labels) = classifier.digits()
+    logits = model.predict(images, batch_size=500, verbose=0)
+    assert len(labels) == recorded["held_out_images"] == 1000
+    assert abs(np.mean(np.argmax(logits, axis=1) == labels) - recorded["held_out_accuracy"]) < 1e-6
+    assert recorded["held_out_accuracy"] > 0.95  # chance is 0.1
+
+    network = features.mnist_features()
+    digit_features = network(images[:5]).numpy()
+    assert digit_features.shape == (5, 128)
+    # the cut is at the penultimate layer: the logits layer makes the logits of its features
+    np.testing.assert_allclose(model.get_layer("logits")(digit_features), logits[:5], atol=1e-5)
+
+
+def test_classifier_weights_other_than_the_pinned_ones_are_refused(tmp_path):
+    copy = tmp_path / "mnist_classifier.weights.h5"
+    weights = bytearray(open(classifier.DEFAULT_PATH, "rb").read())
+    weights[len(weights) // 2] ^= 0xFF  # inside a weight: Keras would load it without a word
+    copy.write_bytes(weights)
+    with pytest.raises(config.ConfigError) as refused:
+        features.mnist_features(str(copy))
+    message = str(refused.value)
+    assert f"{copy} is not the MNIST classifier's pinned weights" in message
+    assert classifier.WEIGHTS_SHA256 in message and classifier.file_sha256(copy) in message
+    assert "restore it with git checkout" in message and "python -m metrics.classifier" in message
+    assert "\n" not in message
+
+    copy.unlink()
+    with pytest.raises(config.ConfigError) as refused:
+        features.mnist_features(str(copy))
+    message = str(refused.value)
+    assert f"weights file {copy} is missing: restore it with git checkout" in message
+    assert "\n" not in message
+
+
+def test_classifier_command_makes_the_same_weights_twice_and_names_their_hash(tmp_path, capsys):
+    paths = [str(tmp_path / f"{name}.weights.h5") for name in ("first", "second")]
+    accuracy, sha256 = classifier.train_and_save(paths[0], epochs=1)  # 0.91 after one epoch
     assert accuracy > 0.8  # chance is 0.1
-    saved = json.loads((tmp_path / "classifier.json").read_text())
+    assert sha256 == classifier.file_sha256(paths[0]) != classifier.WEIGHTS_SHA256
+    printed = capsys.readouterr().out
+    assert f"SHA-256 {sha256}" in printed and "Not the pinned weights" in printed
+    saved = json.loads((tmp_path / "first.json").read_text())
     assert saved["held_out_accuracy"] == accuracy and saved["held_out_images"] == 1000
-    assert sorted(os.listdir(tmp_path)) == ["classifier.json", "classifier.keras"]  # no temp left
-    network = features.mnist_features(path)
+    assert sorted(os.listdir(tmp_path)) == ["first.json", "first.weights.h5"]  # no temp left
+    assert os.path.getsize(paths[0]) < 1_000_000  # the weights alone, not Adam's moments too
+    # bit for bit, though this process has built more layers since (Keras numbers their names)
+    assert classifier.train_and_save(paths[1], epochs=1) == (accuracy, sha256)
+
+    with pytest.raises(config.ConfigError, match="not the MNIST classifier's pinned weights"):
+        features.mnist_features(paths[0])
+    network = features.mnist_features(paths[0], sha256)
     pixels = np.random.default_rng(9).integers(0, 256, (3, 28, 28, 1), np.uint8)
     assert network(features.network_input(pixels, network)).shape == (3, 128)
+    with pytest.raises(config.ConfigError, match="must end in .weights.h5"):
+        classifier.train_and_save(str(tmp_path / "classifier.keras"))  # before any training
 
 
 # --- images -----------------------------------------------------------------------------------
