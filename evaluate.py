@@ -69,7 +69,7 @@ def run():
     start = time.perf_counter()
     check_flags()
     run_dir = RunDir(FLAGS.out_dir)
-    generator, step, checkpoint = load_generator(run_dir, FLAGS.checkpoint)
+    generator, step, checkpoint, _ = load_generator(run_dir, FLAGS.checkpoint)
     files.make_folder(run_dir.eval, "check the run directory's permissions")  # before the work
     dataset, data_dir, crop = real_source(run_dir, FLAGS.dataset, FLAGS.data_dir)
     images = data.load(dataset, FLAGS.batch_size, image_size=generator.arch.image_size,

@@ -21,7 +21,7 @@ from absl import flags
 import config
 from model import to_pixels
 from utils import cli, files
-from utils.run_dir import RunDir, load_generator
+from utils.run_dir import EMA_FLAG_HELP, RunDir, describe, load_generator
 
 FLAGS = flags.FLAGS
 
@@ -49,7 +49,8 @@ def run():
     if os.path.exists(FLAGS.export_dir):
         raise config.ConfigError(f"{FLAGS.export_dir} already exists: choose another --export_dir "
                                  "or delete it first")
-    generator, step, _ = load_generator(RunDir(FLAGS.out_dir), FLAGS.checkpoint)
+    snapshot = load_generator(RunDir(FLAGS.out_dir), FLAGS.checkpoint, FLAGS.ema)
+    generator = snapshot.generator
     try:
         export(generator, FLAGS.export_dir)
     except (OSError, tf.errors.OpError) as e:
@@ -57,7 +58,7 @@ def run():
         raise config.ConfigError(f"cannot write {FLAGS.export_dir} ({reason}): "
                                  "choose another --export_dir") from None
     arch = generator.arch
-    print(f"Exported the generator at step {step} to {FLAGS.export_dir}: serving_default takes "
+    print(f"Exported {describe(snapshot)} to {FLAGS.export_dir}: serving_default takes "
           f"z (float32 [None, {arch.z_dim}], U(-1, 1) as in training) and returns images "
           f"(uint8 [None, {arch.image_size}, {arch.image_size}, {arch.channels}]).")
 
@@ -65,6 +66,7 @@ def run():
 def define_flags():
     flags.DEFINE_string("out_dir", None, "run directory that train.py wrote")
     flags.DEFINE_string("checkpoint", None, "a checkpoint to export instead of the run's latest")
+    flags.DEFINE_bool("ema", True, EMA_FLAG_HELP)
     flags.DEFINE_string("export_dir", None, "where to write the SavedModel (must not exist yet)")
 
 

@@ -19,7 +19,7 @@ from absl import flags
 import config
 from model import draw_z, sample_pixels
 from utils import cli, files
-from utils.run_dir import RunDir, load_generator
+from utils.run_dir import EMA_FLAG_HELP, RunDir, describe, load_generator
 
 FLAGS = flags.FLAGS
 
@@ -132,7 +132,8 @@ def run():
     if FLAGS.steps < 2:
         raise config.ConfigError("--steps must be at least 2 (the two ends)")
     run_dir = RunDir(FLAGS.out_dir)
-    generator, step, _ = load_generator(run_dir, FLAGS.checkpoint)
+    snapshot = load_generator(run_dir, FLAGS.checkpoint, FLAGS.ema)
+    generator = snapshot.generator
     sample_dir = run_dir.generated
     files.make_folder(sample_dir, "check the run directory's permissions")
     if FLAGS.mode == "grid":
@@ -145,12 +146,13 @@ def run():
     else:
         written = arithmetic(generator, sample_dir, seed=FLAGS.seed, a=FLAGS.a, b=FLAGS.b,
                              c=FLAGS.c, noise=FLAGS.noise, batch_size=FLAGS.batch_size)
-    print(f"{FLAGS.mode} from the generator at step {step}: " + " ".join(written))
+    print(f"{FLAGS.mode} from {describe(snapshot)}: " + " ".join(written))
 
 
 def define_flags():
     flags.DEFINE_string("out_dir", None, "run directory that train.py wrote")
     flags.DEFINE_string("checkpoint", None, "a checkpoint to use instead of the run's latest")
+    flags.DEFINE_bool("ema", True, EMA_FLAG_HELP)
     flags.DEFINE_enum("mode", "grid", ["grid", "interpolate", "arithmetic"],
                       "grid: N samples; interpolate: walks between pairs of z; arithmetic: a - b + c")
     flags.DEFINE_integer("seed", 0, "seed for z (and for the arithmetic's perturbations)")

@@ -17,10 +17,10 @@ import keras
 import tensorflow as tf
 
 import config
-from model import layers_of, to_pixels
+from model import Generator, layers_of, to_pixels
 from ops import batch_norm
 from utils import cli, files
-from utils.run_dir import RunDir, read_checkpoint
+from utils.run_dir import RunDir, has_ema, read_checkpoint
 
 
 def cross_entropy(target, logits):
@@ -64,12 +64,15 @@ class Solver:
     def __init__(self, generator, discriminator, *, out_dir=None, lr=config.LR,
                  beta1=config.BETA1, g_steps=config.G_STEPS,
                  label_smoothing=config.LABEL_SMOOTHING, two_sided_smoothing=False, seed=0,
-                 strategy=None, jit_compile=False):
+                 ema_decay=0.0, strategy=None, jit_compile=False):
         """out_dir: the run directory that logs, samples and checkpoints go to (none: the
-        solver only trains). strategy: the tf.distribute strategy the networks were built
-        under (default: none)."""
+        solver only trains). ema_decay: keep generator_ema, a moving average of the generator
+        (0: none). strategy: the tf.distribute strategy the networks were built under
+        (default: none)."""
         if g_steps < 1:  # the step's first G update always runs
             raise config.ConfigError(f"--g_steps must be 1 or more, not {g_steps}")
+        if not 0 <= ema_decay < 1:
+            raise config.ConfigError(f"--ema_decay must be in [0, 1), not {ema_decay}")
         if generator.arch != discriminator.arch:
             raise ValueError("the generator and discriminator have different architectures")
         self.generator, self.discriminator = generator, discriminator
@@ -91,12 +94,21 @@ class Solver:
             self.seed = tf.Variable(seed, dtype=tf.int64, trainable=False)  # resumes with the run
             # One z for every sample grid, so grids from different steps show the same faces.
             self.fixed_z = tf.Variable(self.sample_z(config.NUM_SAMPLES, -1), trainable=False)
+            self.ema_decay, self.generator_ema = ema_decay, None
+            if ema_decay:
+                self.generator_ema = Generator(generator.arch)
+                for average, variable in zip(self.generator_ema.variables, generator.variables):
+                    average.assign(variable)
         # Outside the strategy: a record for the checkpoint, and strings cannot be broadcast.
         self.arch = tf.Variable(generator.arch.to_json(), trainable=False)
         self.checkpoint = tf.train.Checkpoint(
             generator=generator, discriminator=discriminator, g_optimizer=self.g_optimizer,
             d_optimizer=self.d_optimizer, step=self.step, seed=self.seed, fixed_z=self.fixed_z,
             arch=self.arch)
+        if self.generator_ema is not None:  # a run without it keeps its checkpoints' bytes
+            self.checkpoint.generator_ema = self.generator_ema
+        # What the run's images come from: the average when there is one.
+        self.sampler = self.generator if self.generator_ema is None else self.generator_ema
         self.run_dir = self.manager = None
         if out_dir:
             self.run_dir = RunDir(out_dir)
@@ -191,9 +203,19 @@ class Solver:
         # The global batch of z, drawn here, outside XLA, whose random numbers differ.
         z = self.sample_z(batch * self.strategy.num_replicas_in_sync, self.step)
         metrics = self.strategy.run(self.replica_step, args=(real, z))
+        if self.generator_ema is not None:
+            self.update_ema()
         self.step.assign_add(1)
         return {name: self.strategy.reduce("SUM", value, axis=None)
                 for name, value in metrics.items()}
+
+    def update_ema(self):
+        """generator_ema <- d * generator_ema + (1 - d) * generator, for every variable: the
+        weights, and the batch norms' moving statistics too, so that each statistic is averaged
+        over the same steps as the weights it normalises for."""
+        d = self.ema_decay
+        for average, variable in zip(self.generator_ema.variables, self.generator.variables):
+            average.assign(d * average + (1.0 - d) * variable)
 
     # --- the loop -----------------------------------------------------------------------------
     def train(self, dataset, max_steps, *, batch_size, log_every=config.LOG_EVERY,
@@ -250,7 +272,7 @@ class Solver:
 
     def write_samples(self, step):
         """The sampler's output on the fixed z: a TensorBoard image, a PNG and histograms."""
-        grid = files.image_grid(to_pixels(self.generator.sample(self.fixed_z)).numpy())
+        grid = files.image_grid(to_pixels(self.sampler.sample(self.fixed_z)).numpy())
         tf.summary.image("samples", grid[None], step=step)
         for v in self.generator.trainable_variables + self.discriminator.trainable_variables:
             tf.summary.histogram(v.path, v, step=step)
@@ -289,6 +311,11 @@ class Solver:
             raise config.ConfigError(
                 f"the checkpoint in {self.run_dir.path} was made with {was} but this run has "
                 f"{now}: pass the same settings to resume, or use another --out_dir")
+        if has_ema(path) != (self.generator_ema is not None):
+            raise config.ConfigError(
+                f"the checkpoint in {self.run_dir.path} was made with"
+                f"{'' if has_ema(path) else 'out'} --ema_decay: resume it the same way, or use "
+                "another --out_dir")
         self.checkpoint.restore(path).assert_existing_objects_matched()
 
     @tf.function

@@ -77,7 +77,7 @@ def run():
     solver = Solver(generator, discriminator, out_dir=out_dir, lr=FLAGS.lr, beta1=FLAGS.beta1,
                     g_steps=FLAGS.g_steps, label_smoothing=FLAGS.label_smoothing,
                     two_sided_smoothing=FLAGS.two_sided_smoothing, seed=FLAGS.seed,
-                    strategy=strategy, jit_compile=jit_compile)
+                    ema_decay=FLAGS.ema_decay, strategy=strategy, jit_compile=jit_compile)
     steps_per_epoch = images.count // FLAGS.batch_size
     epochs = FLAGS.epochs or config.EPOCHS.get(FLAGS.dataset, config.DEFAULT_EPOCHS)
     max_steps = FLAGS.max_steps or epochs * steps_per_epoch
@@ -137,6 +137,9 @@ def define_flags():
                        "s in [0, 0.5): real targets become 1 - s")
     flags.DEFINE_bool("two_sided_smoothing", False,
                       "with --label_smoothing, also lift fake targets from 0 to s")
+    flags.DEFINE_float("ema_decay", 0.0, "keep a moving average of the generator's weights with "
+                       "this decay per step (0.999 averages about the last 1,000 steps), which "
+                       "the samples, sample.py, export.py and evaluate.py then use; 0: none")
     flags.DEFINE_integer("kernel_size", config.KERNEL_SIZE, "convolution kernel size")
     flags.DEFINE_integer("gf_dim", config.GF_DIM, "generator filters in its last hidden layer")
     flags.DEFINE_integer("df_dim", config.DF_DIM, "discriminator filters in its first layer")

@@ -224,3 +224,23 @@ def test_export_loads_without_the_project_and_matches_sample_py(run_dir, grid9, 
     line = error_line(run_command("export.py", f"--out_dir={run_dir}",
                                   f"--export_dir={export_dir}"), "export.py")
     assert "already exists" in line
+
+
+@pytest.mark.slow
+def test_a_run_with_an_average_samples_the_average_unless_told_not_to(tmp_path):
+    solver = Solver(*tiny_models(), seed=0, out_dir=str(tmp_path), ema_decay=0.5)
+    real = tf.random.stateless_uniform((8, SIZE, SIZE, 3), seed=(1, 2), minval=-1, maxval=1)
+    for _ in range(3):
+        solver.train_step(real)
+    solver.save()
+    z = solver.sample_z(5, 0)
+    for ema, network in [(True, solver.generator_ema), (False, solver.generator)]:
+        snapshot = load_generator(RunDir(str(tmp_path)), ema=ema)
+        assert snapshot.ema == ema
+        np.testing.assert_array_equal(snapshot.generator.sample(z), network.sample(z))
+    assert not np.array_equal(solver.generator_ema.sample(z), solver.generator.sample(z))
+    # The commands say which they use.
+    said = {flag: run_command("sample.py", f"--out_dir={tmp_path}", "--num_samples=4", *flag).stdout
+            for flag in [(), ("--noema",)]}
+    assert "from the moving average of the generator at step 3" in said[()]
+    assert "from the generator at step 3" in said[("--noema",)]

@@ -200,3 +200,43 @@ def test_train_step_is_traced_once(solver, real_batch):
     for _ in range(3):
         solver.train_step(real_batch)
     assert solver.train_step.experimental_get_tracing_count() == 1
+
+
+# --- the moving average of the generator (--ema_decay) -------------------------------------------
+def test_the_average_moves_each_generator_variable_by_the_decay_and_trains_nothing(real_batch):
+    solver = Solver(*tiny_models(), ema_decay=0.75)
+    assert_same(snapshot(solver.generator.variables), solver.generator_ema.variables)  # starts equal
+    for _ in range(2):
+        average = snapshot(solver.generator_ema.variables)
+        solver.train_step(real_batch)
+        trained = snapshot(solver.generator.variables)
+        # Weights and batch norm statistics alike: 0.75 of the average, 0.25 of the generator now.
+        for old, new, now in zip(average, trained, solver.generator_ema.variables):
+            np.testing.assert_allclose(now.numpy(), 0.75 * old + 0.25 * new, rtol=1e-6, atol=1e-7)
+    assert not np.array_equal(trained[0], solver.generator_ema.variables[0].numpy())
+    # The sampler's images are the average's.
+    z = solver.sample_z(4, 0)
+    np.testing.assert_array_equal(solver.sampler.sample(z), solver.generator_ema.sample(z))
+
+
+def test_a_run_without_the_average_has_the_checkpoint_it_had(tmp_path):
+    path = Solver(*tiny_models(), out_dir=str(tmp_path)).save()
+    assert {name.split("/")[0] for name, _ in tf.train.list_variables(path)} == {
+        "_CHECKPOINTABLE_OBJECT_GRAPH", "arch", "d_optimizer", "discriminator", "fixed_z",
+        "g_optimizer", "generator", "save_counter", "seed", "step"}
+
+
+def test_the_average_is_checkpointed_and_a_resume_without_it_is_refused(tmp_path, real_batch):
+    first = Solver(*tiny_models(seed=0), out_dir=str(tmp_path), ema_decay=0.5)
+    for _ in range(2):
+        first.train_step(real_batch)
+    first.save()
+    second = Solver(*tiny_models(seed=1), out_dir=str(tmp_path), ema_decay=0.5)
+    second.restore()
+    assert_same(snapshot(first.generator_ema.variables), second.generator_ema.variables)
+    with pytest.raises(config.ConfigError, match="made with --ema_decay: resume it the same"):
+        Solver(*tiny_models(), out_dir=str(tmp_path)).restore()
+    plain = tmp_path / "plain"
+    Solver(*tiny_models(), out_dir=str(plain)).save()
+    with pytest.raises(config.ConfigError, match="made without --ema_decay"):
+        Solver(*tiny_models(), out_dir=str(plain), ema_decay=0.5).restore()

@@ -338,22 +338,23 @@ def dataset_args(name, tmp_path):
     return []
 
 
-@pytest.mark.parametrize("name, stops, strategy", [
-    ("fake", [signal.SIGKILL], "default"),
-    ("mnist", [signal.SIGKILL], "default"),
-    ("celeba", [signal.SIGKILL], "default"),
-    ("folder", [signal.SIGKILL], "default"),
-    ("fake", [signal.SIGKILL, signal.SIGTERM], "default"),
-    ("fake", [signal.SIGKILL], "mirrored"),
+@pytest.mark.parametrize("name, stops, options", [
+    ("fake", [signal.SIGKILL], []),
+    ("mnist", [signal.SIGKILL], []),
+    ("celeba", [signal.SIGKILL], []),
+    ("folder", [signal.SIGKILL], []),
+    ("fake", [signal.SIGKILL, signal.SIGTERM], []),
+    ("fake", [signal.SIGKILL], ["--strategy=mirrored"]),
+    ("fake", [signal.SIGKILL], ["--ema_decay=0.9"]),
 ])
 def test_a_stopped_and_resumed_run_ends_as_the_run_that_never_stopped(tmp_path, name, stops,
-                                                                      strategy):
+                                                                      options):
     """Bit for bit: the same weights, optimizer state and step, whatever stopped it and
     wherever its data stood (runs of 2.5 epochs of 10 steps, stopped between checkpoints)."""
     data_dir = tmp_path / "images"
     data_dir.mkdir()
     args = [*TINY, "--batch_size=100", *dataset_args(name, data_dir), "--max_steps=25",
-            "--log_every=1", "--checkpoint_every=10", f"--strategy={strategy}"]
+            "--log_every=1", "--checkpoint_every=10", *options]
     assert train(*args, f"--out_dir={tmp_path}/whole").returncode == 0
     stopped = [*args, f"--out_dir={tmp_path}/stopped"]
     for stop, at in zip(stops, ("step 14/", "step 17/")):

@@ -26,7 +26,10 @@ from utils import files
 ARCH_KEY = "arch/.ATTRIBUTES/VARIABLE_VALUE"  # where a checkpoint keeps the architecture
 STEP_KEY = "step/.ATTRIBUTES/VARIABLE_VALUE"
 
-Snapshot = collections.namedtuple("Snapshot", "generator step checkpoint")
+EMA = "generator_ema"  # the checkpoint's name for the moving average of the generator
+
+# ema: whether generator is the checkpoint's moving average (train.py --ema_decay)
+Snapshot = collections.namedtuple("Snapshot", "generator step checkpoint ema")
 # What reading a damaged checkpoint raises: a damaged index or a missing file (OpError), a
 # truncated data file (IndexError), a record that is not ours (ValueError, TypeError), a variable
 # missing from the file (AssertionError).
@@ -172,28 +175,48 @@ def read_checkpoint(path):
                       "that train.py wrote, or start a new run", type(e).__name__) from None
 
 
-def read_generator(path):
-    """(generator, step) of one checkpoint, the generator built from the architecture it
-    records: no training flag is repeated."""
+def has_ema(path):
+    """Whether the checkpoint holds a moving average of the generator."""
+    return any(name.startswith(EMA + "/") for name, _ in tf.train.list_variables(path))
+
+
+def read_generator(path, ema=True):
+    """(generator, step, ema) of one checkpoint, the generator built from the architecture it
+    records (no training flag is repeated): its moving average when it has one and ema is
+    true, else the generator as trained."""
     arch, step = read_checkpoint(path)
     generator = Generator(arch)
+    ema = ema and has_ema(path)
     try:
-        status = tf.train.Checkpoint(generator=generator).restore(path).expect_partial()
+        saved = tf.train.Checkpoint(**{EMA if ema else "generator": generator})
+        status = saved.restore(path).expect_partial()
         status.assert_existing_objects_matched()  # every generator variable came from the file
     except DAMAGE as e:
         raise Damaged(f"checkpoint {path} does not hold this project's generator whole "
                       f"({type(e).__name__}): pass another --checkpoint, or train a new run",
                       type(e).__name__) from None
-    return generator, step
+    return generator, step, ema
 
 
-def load_generator(run_dir, checkpoint=None):
-    """Snapshot(generator, step, checkpoint) of checkpoint, else of the run's newest checkpoint
-    that reads."""
+EMA_FLAG_HELP = ("use the run's moving average of the generator (train.py --ema_decay) when it "
+                 "has one; --noema: the generator as trained")
+
+
+def describe(snapshot):
+    """Which generator a command uses, in words."""
+    kind = "the moving average of the generator" if snapshot.ema else "the generator"
+    return f"{kind} at step {snapshot.step}"
+
+
+def load_generator(run_dir, checkpoint=None, ema=True):
+    """Snapshot of checkpoint, else of the run's newest checkpoint that reads; its moving
+    average of the generator when it has one and ema is true."""
     if checkpoint:
-        return Snapshot(*read_generator(checkpoint), checkpoint)
-    path, loaded, _ = run_dir.load_latest(read_generator)
+        generator, step, ema = read_generator(checkpoint, ema)
+        return Snapshot(generator, step, checkpoint, ema)
+    path, loaded, _ = run_dir.load_latest(lambda path: read_generator(path, ema))
     if path is None:
         raise config.ConfigError(f"no checkpoint in {run_dir.checkpoints}: train first (python "
                                  f"train.py --out_dir {run_dir.path}) or pass --checkpoint")
-    return Snapshot(*loaded, path)
+    generator, step, ema = loaded
+    return Snapshot(generator, step, path, ema)
