@@ -89,8 +89,9 @@ def run():
         features.generated_pixels(generator, count, FLAGS.batch_size, FLAGS.seed), network, count,
         f"generated (step {step})")
     fid = distances.frechet_distance(*real.mu_sigma(), *generated.mu_sigma())
-    kid_mean, kid_std = distances.kid(real.kept_features(), generated.kept_features(),
-                                      seed=FLAGS.seed)
+    real_kept, generated_kept = real.kept_features(), generated.kept_features()
+    kid_mean, kid_std = distances.kid(real_kept[:distances.KID_KEPT],
+                                      generated_kept[:distances.KID_KEPT], seed=FLAGS.seed)
 
     result = dict(fid=fid, kid_mean=kid_mean, kid_std=kid_std, num_real=real.count,
                   num_generated=generated.count, features=FLAGS.features, resize=resize,

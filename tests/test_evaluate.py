@@ -135,7 +135,20 @@ def test_running_statistics_equal_those_of_all_features_at_once(batch_sizes):
     np.testing.assert_allclose(mu, values.mean(axis=0), rtol=1e-13)
     np.testing.assert_allclose(sigma, np.cov(values, rowvar=False), rtol=1e-9, atol=1e-12)
     assert statistics.count == 103
-    np.testing.assert_array_equal(statistics.kept_features(), values[:20])
+    np.testing.assert_array_equal(statistics.kept_features(), values[:20].astype(np.float32))
+    np.testing.assert_array_equal(statistics.kept_features(), values[:20].astype(np.float32))
+
+
+def test_kept_features_are_the_networks_float32_values_unchanged():
+    """So KID, which reads them in float64, gives what it gave when they were kept in float64."""
+    values = np.random.default_rng(7).normal(size=(30, 4)).astype(np.float32)
+    statistics = distances.Statistics()
+    statistics.add(values[:10])
+    statistics.add(values[10:])
+    kept = statistics.kept_features()
+    assert kept.dtype == np.float32 and len(kept) == 30
+    np.testing.assert_array_equal(kept, values)
+    assert distances.KEPT >= distances.KID_KEPT
 
 
 # --- feature networks -------------------------------------------------------------------------
