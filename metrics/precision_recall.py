@@ -13,14 +13,14 @@ def squared_norms(features):
     return np.einsum("ij,ij->i", features, features)
 
 
-def squared_distances(rows, columns, columns_squared):
-    """||r - c||^2 of every row r and column c, as ||r||^2 - 2 r.c + ||c||^2: one matrix product,
-    the fast way, and in place so that the block is the only matrix of its size. Rounding can
-    make it slightly negative; it is clipped at 0."""
-    block = rows @ columns.T
+def squared_distances(points, others, others_squared):
+    """||p - o||^2 of every point p (a row) and other o (a column), as ||p||^2 - 2 p.o + ||o||^2:
+    one matrix product, the fast way, and in place so that the block is the only matrix of its
+    size. Rounding can make it slightly negative; it is clipped at 0."""
+    block = points @ others.T
     block *= -2
-    block += squared_norms(rows)[:, None]
-    block += columns_squared
+    block += squared_norms(points)[:, None]
+    block += others_squared
     return np.maximum(block, 0, out=block)
 
 
