@@ -1,14 +1,18 @@
 """Score a trained generator with FID and KID: how far the features of its images lie from those
 of the real images it learnt from. Lower is better; 0 means the same distribution of features.
+And with precision and recall: the share of its images that look like real ones (fidelity), and
+the share of real images that look like some of its own (coverage; 1 is best for both).
 
     python evaluate.py --out_dir runs/celeba       # Inception features of 50,000 images
     python evaluate.py --out_dir runs/mnist --features mnist
 
-FID and KID (metrics/distances.py) depend on the feature network (metrics/features.py), on how
-images are resized for it and on the number of images, so all three are printed and recorded.
+The four scores (metrics/distances.py, metrics/precision_recall.py) depend on the feature network
+(metrics/features.py), on how images are resized for it and on the number of images, so those
+three are printed and recorded.
 
 The result goes to RUN/eval/step_STEP_FEATURES.json and to TensorBoard (eval/fid_FEATURES,
-eval/kid_FEATURES at the checkpoint's step, in RUN/logs).
+eval/kid_FEATURES, eval/precision_FEATURES, eval/recall_FEATURES at the checkpoint's step, in
+RUN/logs).
 """
 import os
 import time
@@ -20,7 +24,7 @@ from absl import flags
 
 import config
 import data
-from metrics import distances, features
+from metrics import distances, features, precision_recall
 from utils import cli, files
 from utils.run_dir import RunDir, load_generator
 
@@ -43,8 +47,10 @@ def real_source(run_dir, dataset, data_dir):
 def check_flags():
     if not FLAGS.out_dir:
         raise config.ConfigError("pass --out_dir: the run directory to evaluate")
-    if FLAGS.num_samples < 2:
-        raise config.ConfigError(f"--num_samples must be at least 2, not {FLAGS.num_samples}")
+    if FLAGS.num_samples <= precision_recall.K:
+        raise config.ConfigError(f"--num_samples must be at least {precision_recall.K + 1} (each "
+                                 f"image's {precision_recall.K} nearest neighbours), not "
+                                 f"{FLAGS.num_samples}")
     if FLAGS.batch_size < 1:
         raise config.ConfigError(f"--batch_size must be a positive number, not {FLAGS.batch_size}")
 
@@ -57,12 +63,15 @@ def sample_count(requested, available):
     return available
 
 
-def write_scalars(run_dir, step, name, *, fid, kid_mean):
+def write_scalars(run_dir, step, name, scalars):
+    """Each of scalars as eval/METRIC_FEATURES; returns their tags."""
+    tags = [f"eval/{metric}_{name}" for metric in scalars]
     writer = tf.summary.create_file_writer(run_dir.logs)
     with writer.as_default():
-        tf.summary.scalar(f"eval/fid_{name}", fid, step=step)
-        tf.summary.scalar(f"eval/kid_{name}", kid_mean, step=step)
+        for tag, value in zip(tags, scalars.values()):
+            tf.summary.scalar(tag, value, step=step)
     writer.close()
+    return tags
 
 
 def run():
@@ -89,20 +98,25 @@ def run():
         features.generated_pixels(generator, count, FLAGS.batch_size, FLAGS.seed), network, count,
         f"generated (step {step})")
     fid = distances.frechet_distance(*real.mu_sigma(), *generated.mu_sigma())
-    kid_mean, kid_std = distances.kid(real.kept_features(), generated.kept_features(),
-                                      seed=FLAGS.seed)
+    real_kept, generated_kept = real.kept_features(), generated.kept_features()
+    kid_mean, kid_std = distances.kid(real_kept[:distances.KID_KEPT],
+                                      generated_kept[:distances.KID_KEPT], seed=FLAGS.seed)
+    precision, recall = precision_recall.precision_recall(real_kept, generated_kept)
 
-    result = dict(fid=fid, kid_mean=kid_mean, kid_std=kid_std, num_real=real.count,
-                  num_generated=generated.count, features=FLAGS.features, resize=resize,
-                  checkpoint=checkpoint, step=step, dataset=dataset, seed=FLAGS.seed,
-                  kid_subsets=distances.KID_SUBSETS,
-                  kid_subset_size=min(distances.KID_SUBSET_SIZE, count))
+    result = dict(fid=fid, kid_mean=kid_mean, kid_std=kid_std, precision=precision, recall=recall,
+                  num_real=real.count, num_generated=generated.count, features=FLAGS.features,
+                  resize=resize, checkpoint=checkpoint, step=step, dataset=dataset,
+                  seed=FLAGS.seed, kid_subsets=distances.KID_SUBSETS,
+                  kid_subset_size=min(distances.KID_SUBSET_SIZE, count), pr_k=precision_recall.K,
+                  pr_num_real=len(real_kept), pr_num_generated=len(generated_kept))
     path = os.path.join(run_dir.eval, f"step_{step:07d}_{name}.json")
     files.write_json(path, result)
-    write_scalars(run_dir, step, name, fid=fid, kid_mean=kid_mean)
-    print(f"FID {fid:.4f}  KID {kid_mean:.5f} ± {kid_std:.5f}  at step {step}: {name} features, "
-          f"resize {resize}, {real.count:,} real and {generated.count:,} generated images")
-    print(f"Wrote {path}, and eval/fid_{name}, eval/kid_{name} to {run_dir.logs} "
+    tags = write_scalars(run_dir, step, name, dict(fid=fid, kid=kid_mean, precision=precision,
+                                                   recall=recall))
+    print(f"FID {fid:.4f}  KID {kid_mean:.5f} ± {kid_std:.5f}  precision {precision:.4f}  recall "
+          f"{recall:.4f}  at step {step}: {name} features, resize {resize}, {real.count:,} real "
+          f"and {generated.count:,} generated images")
+    print(f"Wrote {path}, and {', '.join(tags)} to {run_dir.logs} "
           f"({cli.format_duration(time.perf_counter() - start)} in all).")
 
 

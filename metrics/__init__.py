@@ -1,2 +1,3 @@
-"""Measuring a generator: FID and KID (distances), the networks whose features they compare
-(features), and the digit classifier that gives MNIST its feature network (classifier)."""
+"""Measuring a generator: FID and KID (distances), precision and recall (precision_recall), the
+networks whose features they compare (features), and the digit classifier that gives MNIST its
+feature network (classifier)."""

@@ -3,13 +3,19 @@
 FID (Heusel et al. 2017) fits a Gaussian to each side's features and measures the Fréchet
 distance between the two. KID (Bińkowski et al. 2018) is the squared maximum mean discrepancy of
 a polynomial kernel: unbiased, so it needs no Gaussian and fewer images. Statistics gathers what
-both need from a stream of feature batches, in memory that does not grow with the stream.
+both need, and the features that precision and recall (precision_recall.py) compare, from a
+stream of feature batches, in memory that stops growing at KEPT features.
 """
 import numpy as np
 
 KID_SUBSETS = 100  # Bińkowski et al.: mean and std of MMD^2 over 100 subsets of 1,000 images
 KID_SUBSET_SIZE = 1000
-KID_KEPT = 10_000  # features kept per side for KID; FID needs only running sums
+KID_KEPT = 10_000  # the features per side that KID draws its subsets from: the first ones kept
+# Features kept per side, in float32: the networks give float32, so KID sees the same values as
+# when they were float64, in half the memory. Precision and recall compare them all (50,000 a
+# side, as stylegan2-ada's pr50k3); FID needs only running sums. 50,000 Inception features (2048
+# each) take 410 MB a side.
+KEPT = 50_000
 PSD_TOLERANCE = 1e-6  # eigenvalues below -this x the largest are no rounding error
 
 
@@ -80,13 +86,13 @@ def kid(real, generated, subsets=KID_SUBSETS, subset_size=KID_SUBSET_SIZE, seed=
 
 class Statistics:
     """FID's mean and covariance from running float64 sums, so memory stays flat in the number
-    of images; and the first KID_KEPT features for KID.
+    of images; and the first KEPT features, for KID and for precision and recall.
 
     The sums are taken around the first batch's mean: the covariance is then a difference of
     numbers of the size of the spread, not of the (larger) mean, and loses no precision.
     """
 
-    def __init__(self, kept=KID_KEPT):
+    def __init__(self, kept=KEPT):
         self.count, self.shift, self.sum, self.outer = 0, None, 0.0, 0.0
         self.kept, self.room = [], kept
 
@@ -99,7 +105,7 @@ class Statistics:
         self.sum = self.sum + centred.sum(axis=0)
         self.outer = self.outer + centred.T @ centred
         # The first ones are as random a draw as any: real images come shuffled, z at random.
-        self.kept.append(features[:self.room])
+        self.kept.append(features[:self.room].astype(np.float32))
         self.room -= len(self.kept[-1])
 
     def mu_sigma(self):
@@ -108,4 +114,5 @@ class Statistics:
         return self.shift + mean, sigma
 
     def kept_features(self):
-        return np.concatenate(self.kept)
+        self.kept = [np.concatenate(self.kept)]  # in place of the pieces: held once, not twice
+        return self.kept[0]

@@ -135,7 +135,20 @@ def test_running_statistics_equal_those_of_all_features_at_once(batch_sizes):
     np.testing.assert_allclose(mu, values.mean(axis=0), rtol=1e-13)
     np.testing.assert_allclose(sigma, np.cov(values, rowvar=False), rtol=1e-9, atol=1e-12)
     assert statistics.count == 103
-    np.testing.assert_array_equal(statistics.kept_features(), values[:20])
+    np.testing.assert_array_equal(statistics.kept_features(), values[:20].astype(np.float32))
+    np.testing.assert_array_equal(statistics.kept_features(), values[:20].astype(np.float32))
+
+
+def test_kept_features_are_the_networks_float32_values_unchanged():
+    """So KID, which reads them in float64, gives what it gave when they were kept in float64."""
+    values = np.random.default_rng(7).normal(size=(30, 4)).astype(np.float32)
+    statistics = distances.Statistics()
+    statistics.add(values[:10])
+    statistics.add(values[10:])
+    kept = statistics.kept_features()
+    assert kept.dtype == np.float32 and len(kept) == 30
+    np.testing.assert_array_equal(kept, values)
+    assert distances.KEPT >= distances.KID_KEPT
 
 
 # --- feature networks -------------------------------------------------------------------------
@@ -302,12 +315,16 @@ def test_command_writes_json_and_tensorboard_and_repeats_exactly(tiny_run, tmp_p
     result = json.loads(path.read_text())
     assert np.isfinite(result["fid"]) and result["fid"] >= 0 and np.isfinite(result["kid_mean"])
     assert (result["num_real"], result["num_generated"], result["step"]) == (40, 40, 2)
+    assert 0 <= result["precision"] <= 1 and 0 <= result["recall"] <= 1
+    assert (result["pr_k"], result["pr_num_real"], result["pr_num_generated"]) == (3, 40, 40)
+    assert f"precision {result['precision']:.4f}  recall {result['recall']:.4f}" in first.stdout
     assert result["dataset"] == "mnist" and result["checkpoint"].endswith("ckpt-2")
 
     tags = events(tiny_run / "logs")
-    fid = tf.make_ndarray(tags["eval/fid_tiny"][2].tensor)
-    np.testing.assert_allclose(fid, result["fid"], rtol=1e-6)  # TensorBoard keeps float32
-    assert 2 in tags["eval/kid_tiny"]
+    for metric, key in [("fid", "fid"), ("kid", "kid_mean"), ("precision", "precision"),
+                        ("recall", "recall")]:
+        logged = tf.make_ndarray(tags[f"eval/{metric}_tiny"][2].tensor)
+        np.testing.assert_allclose(logged, result[key], rtol=1e-6)  # TensorBoard keeps float32
 
     again = run_command("evaluate.py", *args)
     assert again.returncode == 0, again.stderr
