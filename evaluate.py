@@ -5,6 +5,7 @@ the share of real images that look like some of its own (coverage; 1 is best for
 
     python evaluate.py --out_dir runs/celeba       # Inception features of 50,000 images
     python evaluate.py --out_dir runs/mnist --features mnist
+    python evaluate.py --out_dir runs/mnist --features mnist --all   # every checkpoint kept
 
 The four scores (metrics/distances.py, metrics/precision_recall.py) depend on the feature network
 (metrics/features.py), on how images are resized for it and on the number of images, so those
@@ -12,7 +13,9 @@ three are printed and recorded.
 
 The result goes to RUN/eval/step_STEP_FEATURES.json and to TensorBoard (eval/fid_FEATURES,
 eval/kid_FEATURES, eval/precision_FEATURES, eval/recall_FEATURES at the checkpoint's step, in
-RUN/logs).
+RUN/logs). --all scores every checkpoint the run keeps and draws their FIDs against the step in
+RUN/eval/fid_FEATURES.png. The real images' statistics are computed once and kept in --cache_dir
+(metrics/evaluation.py), for the next evaluation of this run or another, and for train.py's.
 """
 import os
 import time
@@ -24,9 +27,9 @@ from absl import flags
 
 import config
 import data
-from metrics import distances, features, precision_recall
+from metrics import evaluation, precision_recall
 from utils import cli, files
-from utils.run_dir import RunDir, load_generator
+from utils.run_dir import EMA_FLAG_HELP, RunDir, describe, load_generator
 
 NUM_SAMPLES = 50_000  # the field's standard for FID, CelebA 64x64 included
 
@@ -63,66 +66,77 @@ def sample_count(requested, available):
     return available
 
 
-def write_scalars(run_dir, step, name, scalars):
-    """Each of scalars as eval/METRIC_FEATURES; returns their tags."""
-    tags = [f"eval/{metric}_{name}" for metric in scalars]
+def write_scalars(run_dir, result):
+    """The result's scores to TensorBoard, at its step; returns their tags."""
+    values = evaluation.scalars(result)
     writer = tf.summary.create_file_writer(run_dir.logs)
     with writer.as_default():
-        for tag, value in zip(tags, scalars.values()):
-            tf.summary.scalar(tag, value, step=step)
+        for tag, value in values.items():
+            tf.summary.scalar(tag, value, step=result["step"])
     writer.close()
-    return tags
+    return list(values)
+
+
+def checkpoints_to_score(run_dir):
+    """--checkpoint, or with --all every checkpoint the run keeps (its best one too), oldest
+    first; None: the run's newest that reads."""
+    if not FLAGS.all:
+        return [FLAGS.checkpoint]
+    kept = list(reversed(run_dir.newest_first()))
+    best = tf.train.latest_checkpoint(run_dir.best)
+    if best and os.path.basename(best) not in map(os.path.basename, kept):
+        kept.append(best)
+    if not kept:
+        raise config.ConfigError(f"no checkpoint in {run_dir.checkpoints}: train first (python "
+                                 f"train.py --out_dir {run_dir.path})")
+    return sorted(kept, key=lambda path: int(path.rsplit("-", 1)[1]))
 
 
 def run():
     start = time.perf_counter()
     check_flags()
     run_dir = RunDir(FLAGS.out_dir)
-    generator, step, checkpoint, _ = load_generator(run_dir, FLAGS.checkpoint)
-    files.make_folder(run_dir.eval, "check the run directory's permissions")  # before the work
+    paths = checkpoints_to_score(run_dir)
+    snapshot = load_generator(run_dir, paths[0], FLAGS.ema)  # refused before any work if bad
+    files.make_folder(run_dir.eval, "check the run directory's permissions")
     dataset, data_dir, crop = real_source(run_dir, FLAGS.dataset, FLAGS.data_dir)
-    images = data.load(dataset, FLAGS.batch_size, image_size=generator.arch.image_size,
+    arch = snapshot.generator.arch
+    images = data.load(dataset, FLAGS.batch_size, image_size=arch.image_size,
                        data_dir=data_dir, crop=crop, seed=FLAGS.seed)
-    if images.channels != generator.arch.channels:
+    if images.channels != arch.channels:
         raise config.ConfigError(f"{dataset} has {images.channels}-channel images and the run's "
-                                 f"generator makes {generator.arch.channels}-channel ones: pass "
-                                 "the --dataset it trained on")
-    count = sample_count(FLAGS.num_samples, images.count)
-    network, name = features.feature_network(FLAGS.features)
-    resize = features.describe_input(network, images.image_size, images.channels)
-
-    real = features.feature_statistics(
-        features.real_pixels(images.stream(), count, FLAGS.batch_size), network, count,
-        f"real ({dataset})")
-    generated = features.feature_statistics(
-        features.generated_pixels(generator, count, FLAGS.batch_size, FLAGS.seed), network, count,
-        f"generated (step {step})")
-    fid = distances.frechet_distance(*real.mu_sigma(), *generated.mu_sigma())
-    real_kept, generated_kept = real.kept_features(), generated.kept_features()
-    kid_mean, kid_std = distances.kid(real_kept[:distances.KID_KEPT],
-                                      generated_kept[:distances.KID_KEPT], seed=FLAGS.seed)
-    precision, recall = precision_recall.precision_recall(real_kept, generated_kept)
-
-    result = dict(fid=fid, kid_mean=kid_mean, kid_std=kid_std, precision=precision, recall=recall,
-                  num_real=real.count, num_generated=generated.count, features=FLAGS.features,
-                  resize=resize, checkpoint=checkpoint, step=step, dataset=dataset,
-                  seed=FLAGS.seed, kid_subsets=distances.KID_SUBSETS,
-                  kid_subset_size=min(distances.KID_SUBSET_SIZE, count), pr_k=precision_recall.K,
-                  pr_num_real=len(real_kept), pr_num_generated=len(generated_kept))
-    path = os.path.join(run_dir.eval, f"step_{step:07d}_{name}.json")
-    files.write_json(path, result)
-    tags = write_scalars(run_dir, step, name, dict(fid=fid, kid=kid_mean, precision=precision,
-                                                   recall=recall))
-    print(f"FID {fid:.4f}  KID {kid_mean:.5f} ± {kid_std:.5f}  precision {precision:.4f}  recall "
-          f"{recall:.4f}  at step {step}: {name} features, resize {resize}, {real.count:,} real "
-          f"and {generated.count:,} generated images")
-    print(f"Wrote {path}, and {', '.join(tags)} to {run_dir.logs} "
+                                 f"generator makes {arch.channels}-channel ones: pass the "
+                                 "--dataset it trained on")
+    evaluator = evaluation.prepare(
+        images, FLAGS.features, count=sample_count(FLAGS.num_samples, images.count),
+        seed=FLAGS.seed, batch_size=FLAGS.batch_size, cache_dir=FLAGS.cache_dir,
+        what=f"real ({dataset})")
+    results, written = [], []
+    for path in paths:
+        if path != paths[0]:
+            snapshot = load_generator(run_dir, path, FLAGS.ema)
+        result = {**evaluation.score(evaluator, snapshot.generator,
+                                     f"generated (step {snapshot.step})"),
+                  "step": snapshot.step, "checkpoint": snapshot.checkpoint, "dataset": dataset,
+                  "generator": "ema" if snapshot.ema else "trained"}
+        written.append(evaluation.record(run_dir, result))
+        tags = write_scalars(run_dir, result)
+        print(f"{evaluation.summary(result)}; {describe(snapshot)}", flush=True)
+        results.append(result)
+    if FLAGS.all:
+        written.append(os.path.join(run_dir.eval, f"fid_{evaluator.name}.png"))
+        evaluation.plot_fid(results, written[-1], title=run_dir.path)
+    print(f"Wrote {', '.join(written)}, and {', '.join(tags)} to {run_dir.logs} "
           f"({cli.format_duration(time.perf_counter() - start)} in all).")
 
 
 def define_flags():
     flags.DEFINE_string("out_dir", None, "run directory to evaluate (as train.py's --out_dir)")
-    flags.DEFINE_string("checkpoint", None, "checkpoint to evaluate (default: the run's latest)")
+    flags.DEFINE_string("checkpoint", None, "checkpoint to evaluate (default: the run's latest; "
+                        "best: the one of the lowest FID that train.py --eval_every kept)")
+    flags.DEFINE_bool("all", False, "score every checkpoint the run keeps, and draw FID against "
+                      "step in RUN/eval/fid_FEATURES.png")
+    flags.DEFINE_bool("ema", True, EMA_FLAG_HELP)
     flags.DEFINE_string("features", "inception", "feature network: inception (ImageNet InceptionV3, "
                         "downloaded once), mnist (the digit classifier of metrics/classifier.py, "
                         "its weights shipped beside it), or a PATH.keras whose output is one "
@@ -134,6 +148,8 @@ def define_flags():
     flags.DEFINE_string("data_dir", None, "where the real images live (default: the run's, else "
                         "the dataset's own)")
     flags.DEFINE_integer("seed", 0, "seed for z, the real images' order and KID's subsets")
+    flags.DEFINE_string("cache_dir", evaluation.CACHE_DIR, "where the real images' statistics "
+                        "are kept for the next evaluation, of this run or another")
 
 
 if __name__ == "__main__":

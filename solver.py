@@ -7,6 +7,7 @@ with fast_step, which computes the same thing with one forward pass of G fewer
 """
 import contextlib
 import glob
+import json
 import math
 import os
 import shutil
@@ -17,6 +18,7 @@ import keras
 import tensorflow as tf
 
 import config
+from metrics import evaluation
 from model import Generator, layers_of, to_pixels
 from ops import batch_norm
 from utils import cli, files
@@ -219,9 +221,12 @@ class Solver:
 
     # --- the loop -----------------------------------------------------------------------------
     def train(self, dataset, max_steps, *, batch_size, log_every=config.LOG_EVERY,
-              sample_every=config.SAMPLE_EVERY, checkpoint_every=config.CHECKPOINT_EVERY):
+              sample_every=config.SAMPLE_EVERY, checkpoint_every=config.CHECKPOINT_EVERY,
+              score=None, eval_every=0):
         """Train until step max_steps: each step, then now and then a log line, a sample grid
-        and a checkpoint, as the original. Returns the last checkpoint's path.
+        and a checkpoint, as the original; and every eval_every steps (and at the end) the
+        sampler's scores, score(generator, step) -> metrics.evaluation's result, logged with
+        the checkpoint of the lowest FID kept. Returns the last checkpoint's path.
 
         dataset: global batches of batch_size, or under a strategy its distributed form.
         Ctrl-C (or SIGTERM) finishes the step, saves a checkpoint and raises KeyboardInterrupt,
@@ -261,6 +266,8 @@ class Solver:
                 if self.chief and (step % sample_every == 0 or step == max_steps):
                     with self.writing(f"the sample grid of step {step}"):
                         self.write_samples(step)
+                if score and self.chief and (step % eval_every == 0 or step == max_steps):
+                    self.evaluate(score, step)
                 if step % checkpoint_every == 0:
                     self.save()
         path = self.save()
@@ -277,6 +284,40 @@ class Solver:
         for v in self.generator.trainable_variables + self.discriminator.trainable_variables:
             tf.summary.histogram(v.path, v, step=step)
         files.write_png(os.path.join(self.run_dir.samples, f"step_{step:07d}.png"), grid)
+
+    def evaluate(self, score, step):
+        """Score the sampler, log and record the scores, and keep the checkpoint if its FID is
+        the lowest so far."""
+        start = time.perf_counter()
+        result = {**score(self.sampler, step), "step": step,
+                  "generator": "trained" if self.sampler is self.generator else "ema"}
+        name = result["features"]
+        best = result["fid"] < self.best_fid(name)
+        with self.writing(f"the scores of step {step}"):
+            evaluation.record(self.run_dir, result)  # first: best_fid reads it back
+            if best:
+                path = tf.train.CheckpointManager(self.checkpoint, self.run_dir.best,
+                                                  max_to_keep=1).save(checkpoint_number=step)
+                files.write_json(self.run_dir.best_json(name), {
+                    "step": step, "fid": result["fid"], "checkpoint": path, "features": name})
+        best_step = step if best else int(tf.train.latest_checkpoint(self.run_dir.best)
+                                          .rsplit("-", 1)[1])
+        for tag, value in {**evaluation.scalars(result), f"eval/best_step_{name}": best_step}.items():
+            tf.summary.scalar(tag, value, step=step)
+        print(f"eval: {evaluation.summary(result)}; best so far: step {best_step} "
+              f"({cli.format_duration(time.perf_counter() - start)})", flush=True)
+
+    def best_fid(self, features):
+        """The FID of the run's best checkpoint through these features, from the scores written
+        before it was kept (so a stop between the two can mislead nothing); inf if none."""
+        path = tf.train.latest_checkpoint(self.run_dir.best)
+        if path is None:
+            return math.inf
+        try:
+            with open(self.run_dir.eval_json(int(path.rsplit("-", 1)[1]), features)) as f:
+                return float(json.load(f)["fid"])
+        except (OSError, ValueError, KeyError):  # scored through other features: not comparable
+            return math.inf
 
     # --- checkpoints --------------------------------------------------------------------------
     def restore(self):

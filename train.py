@@ -18,6 +18,7 @@ from absl import flags
 
 import config
 import data
+from metrics import evaluation
 from model import Architecture, Discriminator, Generator, count_params
 from solver import Solver
 from utils import cli
@@ -50,6 +51,26 @@ def make_strategy(name):
                                      "(see README, 'Several machines')")
         return tf.distribute.MultiWorkerMirroredStrategy()
     return tf.distribute.get_strategy()
+
+
+def scorer(images, eval_every):
+    """score(generator, step): the scores of --eval_samples generated images against as many
+    of the run's real images, whose statistics are computed (or read from the cache) now."""
+    features = FLAGS.eval_features or ("mnist" if FLAGS.dataset == "mnist" else "inception")
+    real = data.load(FLAGS.dataset, evaluation.BATCH_SIZE, image_size=images.image_size,
+                     data_dir=FLAGS.data_dir, crop=FLAGS.crop, seed=FLAGS.seed)
+    count = min(FLAGS.eval_samples, real.count)
+    try:
+        evaluator = evaluation.prepare(real, features, count=count, seed=FLAGS.seed,
+                                       cache_dir=FLAGS.cache_dir, what=f"real ({FLAGS.dataset})")
+    except config.ConfigError as e:  # its words name evaluate.py's flag, --features
+        raise config.ConfigError(str(e).replace("--features", "--eval_features")
+                                 + "; or train without scores: --eval_every 0") from None
+    print(f"Scoring every {eval_every} steps: "
+          f"{count:,} generated against {count:,} real images, {evaluator.name} features, "
+          f"resize {evaluator.resize}.")
+    return lambda generator, step: evaluation.score(evaluator, generator,
+                                                    f"generated (step {step})")
 
 
 def run():
@@ -90,6 +111,11 @@ def run():
         print(f"Nothing to do: {out_dir} is already at step {step} of {max_steps}; "
               "pass a larger --max_steps to train on.")
         return
+    eval_every = (config.EVAL_EVERY.get(FLAGS.dataset, 0) if FLAGS.eval_every is None
+                  else FLAGS.eval_every)
+    score = None
+    if eval_every and solver.chief:  # before anything is written: the network may be missing
+        score = scorer(images, eval_every)
     solver.run_dir.create(lock=solver.chief)  # refused if another train.py is writing there
     if solver.chief:  # how the run was made, for evaluate.py (which real images) and for people
         flag_values = {f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])}
@@ -107,7 +133,8 @@ def run():
     try:
         path = solver.train(batches, max_steps, batch_size=FLAGS.batch_size,
                             log_every=FLAGS.log_every, sample_every=FLAGS.sample_every,
-                            checkpoint_every=FLAGS.checkpoint_every)
+                            checkpoint_every=FLAGS.checkpoint_every, score=score,
+                            eval_every=eval_every)
     except tf.errors.DataLossError:  # only TFRecords have checksums to fail
         data_dir = FLAGS.data_dir or config.DATASETS["celeba"]["data_dir"]
         raise data.damaged_shard_error(data_dir) from None
@@ -149,6 +176,15 @@ def define_flags():
     flags.DEFINE_integer("log_every", config.LOG_EVERY, "steps between loss logs")
     flags.DEFINE_integer("sample_every", config.SAMPLE_EVERY, "steps between sample grids")
     flags.DEFINE_integer("checkpoint_every", config.CHECKPOINT_EVERY, "steps between checkpoints")
+    flags.DEFINE_integer("eval_every", None, "steps between scores of the sampler (FID, KID, "
+                         "precision, recall; and the best checkpoint kept), 0: none (default: "
+                         f"{config.EVAL_EVERY} for those datasets, else 0)")
+    flags.DEFINE_string("eval_features", None, "the scores' feature network, as evaluate.py's "
+                        "--features (default: mnist for --dataset mnist, else inception)")
+    flags.DEFINE_integer("eval_samples", evaluation.EVAL_SAMPLES, "generated and real images "
+                         "per score (at most the dataset's size)")
+    flags.DEFINE_string("cache_dir", evaluation.CACHE_DIR, "where the real images' statistics "
+                        "are kept for the next score, of this run or another")
     flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],
                       "tf.distribute: one device; all local GPUs; or several machines (TF_CONFIG)")
     flags.DEFINE_enum("mixed_precision", "auto",

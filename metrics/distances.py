@@ -116,3 +116,18 @@ class Statistics:
     def kept_features(self):
         self.kept = [np.concatenate(self.kept)]  # in place of the pieces: held once, not twice
         return self.kept[0]
+
+    def state(self):
+        """The arrays the statistics are made of, to save them; from_state makes them again,
+        to the bit (the sums are saved, not the covariance made from them)."""
+        return dict(count=np.int64(self.count), shift=self.shift, sum=self.sum,
+                    outer=self.outer, kept=self.kept_features())
+
+    @classmethod
+    def from_state(cls, state):
+        statistics = cls(kept=0)  # complete: nothing more is added
+        statistics.count = int(state["count"])
+        statistics.shift, statistics.sum, statistics.outer = (
+            state["shift"], state["sum"], state["outer"])
+        statistics.kept = [state["kept"]]
+        return statistics

@@ -83,6 +83,15 @@ def feature_network(features):
     return network, os.path.basename(features)[:-len(".keras")]
 
 
+def fingerprint(features):
+    """A text that changes when the feature network of --features does: its weights' hash."""
+    if features == "inception":
+        return f"inception md5 {INCEPTION_MD5}"
+    if features == "mnist":
+        return f"mnist sha256 {classifier.WEIGHTS_SHA256}"
+    return f"{os.path.abspath(features)} sha256 {classifier.file_sha256(features)}"
+
+
 def describe_input(network, image_size, channels):
     """How images are fitted to the network's input, in words for the record (FID changes with
     it); refuses what cannot be fitted."""

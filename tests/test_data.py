@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -162,3 +164,25 @@ def test_the_stream_starts_at_any_image_as_if_it_had_run_from_the_first(tmp_path
     assert not np.array_equal(first, second)  # each epoch in its own order
     key = lambda a: sorted(map(bytes, a.reshape(len(a), -1)))
     assert key(first) == key(second)  # of the same images
+
+
+def test_the_fingerprint_changes_with_the_images_and_with_nothing_else(tmp_path):
+    """What the real images' statistics are cached under: another file, or a rewritten one, is
+    other data; loading again, with another batch size or seed, is the same."""
+    folder, shards = tmp_path / "folder", tmp_path / "shards"
+    folder.mkdir(), shards.mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((20, 20, 3), i, np.uint8)).save(folder / f"{i}.png")
+    write_shards(shards, size=8)
+    loads = {"folder": lambda **kw: data.load("folder", data_dir=str(folder), **kw),
+             "celeba": lambda **kw: data.load("celeba", data_dir=str(shards), image_size=8, **kw),
+             "mnist": lambda **kw: data.load("mnist", **kw)}
+    before = {name: load(batch_size=2).fingerprint for name, load in loads.items()}
+    assert len(set(before.values())) == 3
+    for name, load in loads.items():
+        assert load(batch_size=3, seed=5).fingerprint == before[name]
+    Image.fromarray(np.full((20, 20, 3), 9, np.uint8)).save(folder / "1.png")
+    assert loads["folder"](batch_size=2).fingerprint != before["folder"]
+    manifest = json.loads((shards / config.MANIFEST).read_text())
+    (shards / config.MANIFEST).write_text(json.dumps({**manifest, "crop": 100}))
+    assert loads["celeba"](batch_size=2).fingerprint != before["celeba"]

@@ -11,9 +11,10 @@ import scipy.linalg
 import tensorflow as tf
 
 import config
+import data
 import evaluate
 from conftest import error_line, events, run_command, tiny_models
-from metrics import classifier, distances, features
+from metrics import classifier, distances, evaluation, features
 from utils.run_dir import RunDir
 
 
@@ -259,6 +260,41 @@ def test_classifier_command_makes_the_same_weights_twice_and_names_their_hash(tm
         classifier.train_and_save(str(tmp_path / "classifier.keras"))  # before any training
 
 
+# --- the real statistics' cache ------------------------------------------------------------
+def test_real_statistics_are_computed_once_read_back_to_the_bit_and_never_trusted_stale(
+        tmp_path, capsys):
+    network = tmp_path / "tiny.keras"
+    tiny_feature_network().save(network)
+    cache = tmp_path / "cache"
+
+    def prepare(seed=0):
+        images = data.load("fake", 10, image_size=16, seed=seed)
+        return evaluation.prepare(images, str(network), count=30, seed=0, batch_size=10,
+                                  cache_dir=str(cache)).real.state()
+
+    def assert_same(a, b):
+        assert a.keys() == b.keys()
+        for key in a:
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+    first = prepare()
+    assert "from the cache" not in capsys.readouterr().out
+    (path,) = cache.iterdir()
+    assert_same(prepare(), first)
+    assert "Real statistics from the cache" in capsys.readouterr().out
+    other = prepare(seed=1)  # other images: another file, other statistics
+    assert len(list(cache.iterdir())) == 2 and not np.array_equal(other["sum"], first["sum"])
+
+    (other_path,) = set(cache.iterdir()) - {path}
+    for damage in (lambda: path.write_bytes(path.read_bytes()[:200]),  # cut short
+                   lambda: path.write_bytes(other_path.read_bytes())):  # another key's record
+        damage()
+        assert_same(prepare(), first)
+        assert "cannot be used" in capsys.readouterr().out
+        assert_same(prepare(), first)  # written again, whole: read back
+        assert "Real statistics from the cache" in capsys.readouterr().out
+
+
 # --- images -----------------------------------------------------------------------------------
 def test_generated_images_do_not_depend_on_the_batch_size():
     generator, _ = tiny_models()
@@ -296,7 +332,7 @@ def tiny_run(tmp_path):
     """A run of train.py: 2 steps of small networks on MNIST, with its flags.json."""
     out = tmp_path / "run"
     result = run_command("train.py", "--dataset=mnist", "--max_steps=2", "--gf_dim=8",
-                         "--df_dim=8", "--batch_size=16", f"--out_dir={out}")
+                         "--df_dim=8", "--batch_size=16", "--eval_every=0", f"--out_dir={out}")
     assert result.returncode == 0, result.stderr
     return out
 
@@ -306,7 +342,7 @@ def test_command_writes_json_and_tensorboard_and_repeats_exactly(tiny_run, tmp_p
     network = tmp_path / "tiny.keras"
     tiny_feature_network().save(network)
     args = [f"--out_dir={tiny_run}", f"--features={network}", "--num_samples=40",
-            "--batch_size=16"]
+            "--batch_size=16", f"--cache_dir={tmp_path}/cache"]
     first = run_command("evaluate.py", *args)
     assert first.returncode == 0, first.stderr
     assert "tiny features, resize bilinear 28x28 -> 16x16" in first.stdout

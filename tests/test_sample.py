@@ -244,3 +244,8 @@ def test_a_run_with_an_average_samples_the_average_unless_told_not_to(tmp_path):
             for flag in [(), ("--noema",)]}
     assert "from the moving average of the generator at step 3" in said[()]
     assert "from the generator at step 3" in said[("--noema",)]
+
+
+def test_the_best_checkpoint_of_a_run_that_never_scored_itself_says_what_to_run(run_dir):
+    with pytest.raises(config.ConfigError, match=r"no best checkpoint: .* --eval_every N"):
+        load_generator(RunDir(run_dir), "best")

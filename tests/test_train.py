@@ -16,6 +16,7 @@ import tensorflow as tf
 from PIL import Image
 
 from conftest import ROOT, checkpoint_value, error_line, events, run_command, write_shards
+from metrics import features
 
 pytestmark = pytest.mark.slow  # every test here runs train.py in processes of its own
 TINY = ["--dataset=fake", "--image_size=16", "--gf_dim=8", "--df_dim=8", "--batch_size=8"]
@@ -334,7 +335,7 @@ def dataset_args(name, tmp_path):
             Image.fromarray(rng.integers(0, 256, (20, 18, 3), np.uint8)).save(tmp_path / f"{i}.png")
         return ["--dataset=folder", f"--data_dir={tmp_path}"]
     if name == "mnist":
-        return ["--dataset=mnist", "--image_size=16", "--batch_size=500"]
+        return ["--dataset=mnist", "--image_size=16", "--batch_size=500", "--eval_every=0"]
     return []
 
 
@@ -416,3 +417,52 @@ def test_a_failed_write_stops_the_run_in_one_line_and_keeps_the_checkpoint_befor
     assert {p.name: p.read_bytes() for p in (out / "checkpoints").iterdir()} == before
     result = train(*args, "--max_steps=6")  # room again
     assert result.returncode == 0 and "at step 2" in result.stdout, result.stderr
+
+
+# --- scores while training ----------------------------------------------------------------------
+def test_a_run_scores_itself_keeps_its_best_checkpoint_and_evaluate_py_agrees(tmp_path):
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    result = train("--dataset=mnist", "--image_size=16", "--gf_dim=8", "--df_dim=8",
+                   "--batch_size=50", "--max_steps=6", "--log_every=2", "--eval_every=2",
+                   "--eval_samples=200", f"--cache_dir={cache}", f"--out_dir={out}")
+    assert result.returncode == 0, result.stderr
+    assert ("Scoring every 2 steps: 200 generated against 200 real images, mnist features, "
+            "resize bilinear 16x16 -> 28x28") in result.stdout
+    scores = {step: json.loads((out / "eval" / f"step_{step:07d}_mnist.json").read_text())
+              for step in (2, 4, 6)}
+    assert result.stdout.count("eval: FID") == 3
+    best = min(scores, key=lambda step: scores[step]["fid"])
+    assert json.loads((out / "eval" / "best_mnist.json").read_text())["step"] == best
+    assert tf.train.latest_checkpoint(str(out / "checkpoints" / "best")).endswith(f"ckpt-{best}")
+    logged = events(out / "logs")
+    for step, score in scores.items():
+        assert score["generator"] == "trained"
+        for tag, key in [("fid", "fid"), ("kid", "kid_mean"), ("precision", "precision"),
+                         ("recall", "recall")]:
+            value = tf.make_ndarray(logged[f"eval/{tag}_mnist"][step].tensor)
+            np.testing.assert_allclose(value, score[key], rtol=1e-6)  # TensorBoard's float32
+    assert tf.make_ndarray(logged["eval/best_step_mnist"][6].tensor) == best
+    # evaluate.py takes the best checkpoint by name, and the cached real statistics: its score
+    # is the one the run recorded for that step.
+    evaluated = run_command("evaluate.py", f"--out_dir={out}", "--checkpoint=best",
+                            "--features=mnist", "--num_samples=200", f"--cache_dir={cache}")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert "Real statistics from the cache" in evaluated.stdout
+    again = json.loads((out / "eval" / f"step_{best:07d}_mnist.json").read_text())
+    assert again["fid"] == scores[best]["fid"] and again["recall"] == scores[best]["recall"]
+    # --all scores every kept checkpoint and draws the curve.
+    assert run_command("evaluate.py", f"--out_dir={out}", "--all", "--features=mnist",
+                       "--num_samples=200", f"--cache_dir={cache}").returncode == 0
+    assert Image.open(out / "eval" / "fid_mnist.png").size == (600, 400)
+
+
+def test_scores_without_their_feature_network_stop_before_training_in_one_line(tmp_path):
+    env = dict(os.environ, KERAS_HOME=str(tmp_path / "keras"))  # no Inception weights there
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "train.py"), *TINY, "--max_steps=2",
+         "--eval_every=1", f"--cache_dir={tmp_path}/cache", f"--out_dir={tmp_path}/run"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    line = error_line(result, "train.py")
+    assert f"put {features.INCEPTION_WEIGHTS} in {tmp_path}/keras/models/" in line
+    assert "--eval_features mnist" in line and line.endswith("--eval_every 0")
+    assert not (tmp_path / "run").exists()

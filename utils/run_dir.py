@@ -2,11 +2,13 @@
 
     RUN/checkpoints/  the networks, both optimizers, the step, the seed, the fixed z and the
                       architecture (tf.train.CheckpointManager: ckpt-STEP, the last 3 kept)
+    RUN/checkpoints/best/  the checkpoint of the lowest FID so far (train.py --eval_every)
     RUN/logs/         TensorBoard event files
     RUN/samples/      the fixed-z sample grid, step_STEP.png
     RUN/flags.json    train.py's flags and the architecture, for people and for evaluate.py
     RUN/generated/    what sample.py writes
-    RUN/eval/         what evaluate.py writes
+    RUN/eval/         the scores: step_STEP_FEATURES.json each, best_FEATURES.json (which
+                      step the best checkpoint is), fid_FEATURES.png (evaluate.py --all)
     RUN/.lock         held by the train.py that is writing the run: one writer at a time
 """
 import collections
@@ -51,6 +53,7 @@ class RunDir:
         self.logs = os.path.join(path, "logs")
         self.samples = os.path.join(path, "samples")
         self.generated = os.path.join(path, "generated")
+        self.best = os.path.join(self.checkpoints, "best")
         self.eval = os.path.join(path, "eval")
         self.flags_json = os.path.join(path, "flags.json")
 
@@ -75,6 +78,12 @@ class RunDir:
         self.lock.truncate(0)
         self.lock.write(f"train.py (pid {os.getpid()} on {socket.gethostname()})\n")
         self.lock.flush()
+
+    def eval_json(self, step, features):
+        return os.path.join(self.eval, f"step_{step:07d}_{features}.json")
+
+    def best_json(self, features):
+        return os.path.join(self.eval, f"best_{features}.json")
 
     def write_flags(self, values):
         files.write_json(self.flags_json, values)
@@ -210,7 +219,15 @@ def describe(snapshot):
 
 def load_generator(run_dir, checkpoint=None, ema=True):
     """Snapshot of checkpoint, else of the run's newest checkpoint that reads; its moving
-    average of the generator when it has one and ema is true."""
+    average of the generator when it has one and ema is true. checkpoint "best": the run's
+    checkpoint of the lowest FID."""
+    if checkpoint == "best":
+        checkpoint = tf.train.latest_checkpoint(run_dir.best)
+        if checkpoint is None:
+            raise config.ConfigError(
+                f"{run_dir.path} has no best checkpoint: train.py keeps one when it evaluates "
+                f"as it trains (python train.py --out_dir {run_dir.path} --eval_every N, and "
+                "--max_steps past the run's step)")
     if checkpoint:
         generator, step, ema = read_generator(checkpoint, ema)
         return Snapshot(generator, step, checkpoint, ema)

@@ -1,0 +1,141 @@
+"""A generator scored against the real images it learnt from, as evaluate.py and train.py
+--eval_every score it: FID, KID, precision and recall of N generated images against N real ones,
+through one feature network.
+
+The real side is the same at every evaluation of a run, and costs as much as the generated side,
+so it is computed once and kept in a cache folder that runs share (stylegan2-ada-pytorch keeps
+its real statistics the same way). Its file is named by a hash of everything the statistics
+depend on: the images (their fingerprint, data.py), their size, the feature network's weights,
+N, the seed and the batch size. Changed data gets another name, never stale statistics; a file
+that does not read back whole, or whose record does not match, is computed again.
+"""
+import collections
+import hashlib
+import json
+import os
+
+import numpy as np
+
+import config
+from metrics import distances, features, precision_recall
+from utils import files
+
+CACHE_DIR = os.path.join("runs", "cache")
+BATCH_SIZE = 100  # images per batch through the networks
+EVAL_SAMPLES = 10_000  # per score while training: a fifth of evaluate.py's, five times as fast
+
+# What scoring needs, computed once: the feature network, its name and how images are fitted to
+# it, the real images' statistics, N, the batch size and the seed (of z and of KID's subsets).
+Evaluator = collections.namedtuple("Evaluator", "network name resize real count batch_size seed")
+
+
+def prepare(images, features_flag, *, count, seed, batch_size=BATCH_SIZE, cache_dir=CACHE_DIR,
+            what="real"):
+    """The Evaluator of count images of images (a data.Data) through --features features_flag;
+    the real statistics from the cache when they are there."""
+    network, name = features.feature_network(features_flag)
+    resize = features.describe_input(network, images.image_size, images.channels)
+    key = dict(images=images.fingerprint, image_size=images.image_size, channels=images.channels,
+               features=features.fingerprint(features_flag), resize=resize, count=count,
+               seed=seed, batch_size=batch_size, kept=distances.KEPT)
+    path = cache_path(cache_dir, key)
+    real = read_cached(path, key)
+    if real is None:
+        real = features.feature_statistics(features.real_pixels(images.stream(), count, batch_size),
+                                           network, count, what)
+        write_cached(path, key, real)
+    return Evaluator(network, name, resize, real, count, batch_size, seed)
+
+
+def cache_path(cache_dir, key):
+    text = json.dumps(key, sort_keys=True)
+    return os.path.join(cache_dir, f"real_{hashlib.sha256(text.encode()).hexdigest()[:20]}.npz")
+
+
+def read_cached(path, key):
+    """The statistics saved at path under key, or None: missing, damaged, or another key's."""
+    if not os.path.isfile(path):
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as saved:
+            state = {name: saved[name] for name in saved.files}
+        if json.loads(str(state.pop("key"))) != key:
+            raise ValueError("its record is another data's")
+        real = distances.Statistics.from_state(state)
+        mu, sigma = real.mu_sigma()
+        kept = real.kept_features()
+        if not (np.isfinite(sigma).all() and np.isfinite(kept).all() and sigma.shape == mu.shape * 2
+                and len(kept) == min(real.count, distances.KEPT) == min(key["count"], distances.KEPT)):
+            raise ValueError("its arrays do not fit together")
+    except Exception as e:  # noqa: BLE001 (whatever is wrong with it, it is computed again)
+        print(f"The cached real statistics {path} cannot be used ({type(e).__name__}: {e}): "
+              "computing them again.", flush=True)
+        return None
+    print(f"Real statistics from the cache: {path}", flush=True)
+    return real
+
+
+def write_cached(path, key, real):
+    try:
+        files.make_folder(os.path.dirname(path), "check its permissions")
+        with files.replacing(path, suffix=".npz") as tmp:
+            np.savez(tmp, key=np.array(json.dumps(key, sort_keys=True)), **real.state())
+    except (OSError, config.ConfigError) as e:  # the scores stand without the cache
+        print(f"Cannot cache the real statistics in {path} ({e}); going on without.", flush=True)
+
+
+def score(evaluator, generator, what="generated"):
+    """The scores of generator's sampler, as a dict that evaluate.py and train.py record."""
+    count, seed = evaluator.count, evaluator.seed
+    generated = features.feature_statistics(
+        features.generated_pixels(generator, count, evaluator.batch_size, seed),
+        evaluator.network, count, what)
+    real = evaluator.real
+    fid = distances.frechet_distance(*real.mu_sigma(), *generated.mu_sigma())
+    real_kept, generated_kept = real.kept_features(), generated.kept_features()
+    kid_mean, kid_std = distances.kid(real_kept[:distances.KID_KEPT],
+                                      generated_kept[:distances.KID_KEPT], seed=seed)
+    precision, recall = precision_recall.precision_recall(real_kept, generated_kept)
+    return dict(fid=fid, kid_mean=kid_mean, kid_std=kid_std, precision=precision, recall=recall,
+                num_real=real.count, num_generated=generated.count, features=evaluator.name,
+                resize=evaluator.resize, seed=seed, kid_subsets=distances.KID_SUBSETS,
+                kid_subset_size=min(distances.KID_SUBSET_SIZE, count), pr_k=precision_recall.K,
+                pr_num_real=len(real_kept), pr_num_generated=len(generated_kept))
+
+
+def scalars(result):
+    """{TensorBoard tag: value} of a result: eval/METRIC_FEATURES."""
+    name = result["features"]
+    return {f"eval/{metric}_{name}": result[key] for metric, key in
+            [("fid", "fid"), ("kid", "kid_mean"), ("precision", "precision"), ("recall", "recall")]}
+
+
+def summary(result):
+    """A result in one line."""
+    return (f"FID {result['fid']:.4f}  KID {result['kid_mean']:.5f} ± {result['kid_std']:.5f}  "
+            f"precision {result['precision']:.4f}  recall {result['recall']:.4f}  at step "
+            f"{result['step']}: {result['features']} features, resize {result['resize']}, "
+            f"{result['num_real']:,} real and {result['num_generated']:,} generated images")
+
+
+def record(run_dir, result):
+    """RUN/eval/step_STEP_FEATURES.json; returns its path."""
+    path = run_dir.eval_json(result["step"], result["features"])
+    files.write_json(path, result)
+    return path
+
+
+def plot_fid(results, path, title):
+    """FID against step, as a PNG: the curve TensorBoard shows, to keep beside the scores."""
+    import matplotlib  # imported here: only evaluate.py --all draws
+    matplotlib.use("Agg")  # files only, no display
+    from matplotlib import pyplot
+
+    figure, axes = pyplot.subplots(figsize=(6, 4), dpi=100)
+    axes.plot([r["step"] for r in results], [r["fid"] for r in results], marker="o")
+    axes.set(xlabel="step", ylabel=f"FID ({results[0]['features']} features)", title=title)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    with files.replacing(path, suffix=".png") as tmp:
+        figure.savefig(tmp)
+    pyplot.close(figure)
