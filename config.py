@@ -44,7 +44,7 @@ LOG_EVERY = 10  # original: summaries every 10 iterations
 SAMPLE_EVERY = 100
 CHECKPOINT_EVERY = 500  # original: every 500 iterations
 NUM_SAMPLES = 64  # fixed-z sample grid, 8x8
-EVAL_EVERY = {"mnist": 250}  # scores while training, on by default where they are cheap
+EVAL_EVERY = {"mnist": 500}  # scores while training, on by default where they are cheap
 
 
 class ConfigError(ValueError):
