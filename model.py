@@ -7,6 +7,11 @@ reaches the image; the discriminator mirrors it with stride-2 convolutions and e
 Each network is a keras.Sequential, which also makes every variable (batch norm's moving
 statistics included) reachable for tf.train.Checkpoint: Keras 3 does not checkpoint layers kept
 in plain Python lists.
+
+A conditional DCGAN (Mirza & Osindero 2014, in carpedm20/DCGAN-tensorflow's form) takes a label
+vector y besides z or the image: one-hot classes, or 0/1 attributes. y joins the input of every
+weight layer of both networks: concatenated to a vector, or broadcast over the positions of a
+map and concatenated as channels. The layers are the same; only their inputs grow.
 """
 import dataclasses
 import json
@@ -45,12 +50,23 @@ class Architecture:
     gf_dim: int = config.GF_DIM
     df_dim: int = config.DF_DIM
     kernel_size: int = config.KERNEL_SIZE
+    labels: str = ""  # conditioning: "" none, "classes" (one-hot y) or "attributes" (0/1 y)
+    label_names: tuple = ()  # the classes or attributes, in y's order
 
     def __post_init__(self):
         layer_plan(self.image_size)  # refuses a size the networks cannot be built for
+        object.__setattr__(self, "label_names", tuple(self.label_names))  # JSON gives a list
+
+    @property
+    def y_dim(self):
+        return len(self.label_names)
 
     def to_json(self):
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        """Unconditional, the six fields it has always been: old runs' records still match."""
+        fields = dataclasses.asdict(self)
+        if not self.labels:
+            del fields["labels"], fields["label_names"]
+        return json.dumps(fields, sort_keys=True)
 
     @classmethod
     def from_json(cls, text):
@@ -61,6 +77,37 @@ class Architecture:
         names = [f.name for f in dataclasses.fields(self)
                  if getattr(self, f.name) != getattr(other, f.name)]
         return tuple(", ".join(f"{n}={getattr(arch, n)}" for n in names) for arch in (self, other))
+
+
+def with_labels(x, y):
+    """x with y joined: concatenated to a vector, or broadcast to maps of x's size and joined
+    as channels."""
+    y = keras.ops.cast(y, x.dtype)
+    if len(x.shape) == 4:
+        y = keras.ops.ones_like(x[..., :1]) * y[:, None, None, :]
+    return keras.ops.concatenate([x, y], axis=-1)
+
+
+def network(layers, y_dim, name="layers"):
+    """The layers in a row (net[0] is the Input); with y_dim, a two-input network [x, y] in
+    which y joins the input of every weight layer."""
+    if not y_dim:
+        return keras.Sequential(layers, name=name)
+    x_in, y_in = layers[0], keras.Input((y_dim,))
+    x = x_in
+    for layer in layers[1:]:
+        if isinstance(layer, (keras.layers.Dense, keras.layers.Conv2D,
+                              keras.layers.Conv2DTranspose)):
+            x = with_labels(x, y_in)
+        x = layer(x)
+    return keras.Model([x_in, y_in], x, name=name)
+
+
+def label_vector(arch, labels):
+    """y of the labels: one-hot rows of class indices, or the 0/1 attribute rows as they are."""
+    if arch.labels == "classes":
+        return tf.one_hot(tf.cast(labels, tf.int32), arch.y_dim)
+    return tf.cast(labels, tf.float32)
 
 
 class Generator(keras.Model):
@@ -77,16 +124,17 @@ class Generator(keras.Model):
             net += [deconv2d(depth, arch.kernel_size, init), batch_norm(), keras.layers.ReLU()]
         net += [deconv2d(arch.channels, arch.kernel_size, init),
                 keras.layers.Activation("tanh")]  # no batch norm on the output
-        self.net = keras.Sequential(net, name="layers")
+        self.net = network(net, arch.y_dim)
 
-    def call(self, z, training=False):
-        return self.net(z, training=training)
+    def call(self, z, y=None, training=False):
+        """y: the label vectors (label_vector) of a conditional generator."""
+        return self.net([z, y] if self.arch.labels else z, training=training)
 
-    def sample(self, z):
+    def sample(self, z, y=None):
         """The sampler (the seminar's quiz): batch norm in inference mode, so it normalises with
         the moving mean and variance learnt in training and each image depends on its own z
         only. Training mode would normalise with the statistics of this batch of z instead."""
-        return self(z, training=False)
+        return self(z, y, training=False)
 
 
 class Discriminator(keras.Model):
@@ -101,10 +149,10 @@ class Discriminator(keras.Model):
             net += [conv2d(arch.df_dim * 2 ** i, arch.kernel_size, init), batch_norm(),
                     keras.layers.Activation(lrelu)]
         net += [keras.layers.Flatten(), linear(1, init)]  # one logit, no sigmoid
-        self.net = keras.Sequential(net, name="layers")
+        self.net = network(net, arch.y_dim)
 
-    def call(self, images, training=False):
-        return self.net(images, training=training)[:, 0]
+    def call(self, images, y=None, training=False):
+        return self.net([images, y] if self.arch.labels else images, training=training)[:, 0]
 
 
 def draw_z(n, z_dim, seed):

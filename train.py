@@ -6,7 +6,7 @@
 Logs, sample grids and checkpoints go to --out_dir (default runs/DATASET); running the same
 command again resumes from its latest checkpoint.
 """
-import dataclasses
+import json
 import os
 import sys
 
@@ -121,7 +121,7 @@ def run():
         flag_values = {f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])}
         with solver.writing("flags.json"):
             solver.run_dir.write_flags({**flag_values, "image_size": images.image_size,
-                                        "architecture": dataclasses.asdict(arch)})
+                                        "architecture": json.loads(arch.to_json())})
     print(f"DCGAN on {FLAGS.dataset}: {images.count} images of {images.image_size}x"
           f"{images.image_size}x{images.channels}, {steps_per_epoch} steps per epoch of batch "
           f"{FLAGS.batch_size}; generator {count_params(generator):,} and discriminator "

@@ -5,7 +5,8 @@ import pytest
 import tensorflow as tf
 
 import config
-from model import Architecture, Discriminator, Generator, count_params, layer_plan, layers_of
+from model import (Architecture, Discriminator, Generator, count_params, label_vector, layer_plan,
+                   layers_of)
 from ops import batch_norm
 
 
@@ -68,3 +69,49 @@ def test_the_architecture_record_round_trips_and_names_its_differences():
     assert arch.differences(other) == ("gf_dim=8, kernel_size=5", "gf_dim=16, kernel_size=4")
     with pytest.raises(TypeError):  # a record of other fields is not this one
         Architecture.from_json('{"image_size": 28, "channels": 1, "width": 3}')
+
+
+# --- conditional networks -----------------------------------------------------------------------
+DIGITS = Architecture(28, 1, z_dim=10, gf_dim=8, df_dim=8, labels="classes",
+                      label_names=[str(d) for d in range(10)])
+
+
+def test_the_conditional_networks_depend_on_y_and_on_nothing_else_of_the_batch():
+    generator, discriminator = Generator(DIGITS), Discriminator(DIGITS)
+    z = tf.random.stateless_uniform((4, 10), seed=(1, 2), minval=-1, maxval=1)
+    threes, sevens = label_vector(DIGITS, [3] * 4), label_vector(DIGITS, [7] * 4)
+    images = generator.sample(z, threes)
+    assert images.shape == (4, 28, 28, 1)
+    assert float(tf.reduce_max(tf.abs(images - generator.sample(z, sevens)))) > 1e-3
+    logits = discriminator(images, threes, training=True)
+    assert float(tf.reduce_max(tf.abs(logits - discriminator(images, sevens, training=True)))) > 1e-4
+    # The sampler's image of (z, y) is its own, whatever else is in the batch.
+    mixed = label_vector(DIGITS, [3, 7, 3, 7])
+    tf.debugging.assert_near(generator.sample(z, mixed)[0], images[0], atol=1e-6)
+
+
+def test_y_joins_the_input_of_every_weight_layer():
+    """Each layer with weights has y_dim more inputs than the unconditional one: 10 rows more
+    in each kernel's input axis, and the layers themselves the same."""
+    plain = Architecture(28, 1, z_dim=10, gf_dim=8, df_dim=8)
+    for kind in (Generator, Discriminator):
+        conditional, unconditional = kind(DIGITS), kind(plain)
+        shapes = [[v.shape for v in net.trainable_variables if v.path.endswith("kernel")]
+                  for net in (conditional, unconditional)]
+        assert len(shapes[0]) == len(shapes[1])
+        for with_y, without in zip(*shapes):
+            if len(with_y) == 2:  # Dense: [inputs, units]
+                assert with_y == (without[0] + 10, without[1])
+            else:  # a convolution's input channels (Conv2DTranspose keeps them last)
+                axis = 3 if kind is Generator else 2
+                assert with_y[axis] == without[axis] + 10
+
+
+def test_the_record_of_a_conditional_architecture_holds_its_labels():
+    text = DIGITS.to_json()
+    assert json.loads(text)["labels"] == "classes" and len(json.loads(text)["label_names"]) == 10
+    assert Architecture.from_json(text) == DIGITS
+    attributes = Architecture(64, 3, labels="attributes", label_names=("Smiling", "Male"))
+    y = label_vector(attributes, [[1, 0], [0, 1]])
+    assert y.dtype == tf.float32 and y.shape == (2, 2)
+    assert label_vector(DIGITS, [2]).numpy().tolist() == [[0, 0, 1, 0, 0, 0, 0, 0, 0, 0]]
