@@ -19,10 +19,12 @@ import tensorflow as tf
 
 import config
 from metrics import evaluation
-from model import Generator, layers_of, to_pixels
+from model import Generator, label_vector, layers_of, to_pixels
 from ops import batch_norm
 from utils import cli, files
 from utils.run_dir import RunDir, has_ema, read_checkpoint
+
+GRID_COLUMNS = 8  # z per row of a conditional run's sample grid, a row per class
 
 
 def cross_entropy(target, logits):
@@ -78,6 +80,7 @@ class Solver:
         if generator.arch != discriminator.arch:
             raise ValueError("the generator and discriminator have different architectures")
         self.generator, self.discriminator = generator, discriminator
+        self.conditional = bool(generator.arch.labels)
         self.lr, self.g_steps = lr, g_steps
         self.strategy = strategy or tf.distribute.get_strategy()
         self.chief = is_chief(self.strategy)  # writes logs, samples and checkpoints
@@ -139,12 +142,13 @@ class Solver:
         return self.mean(cross_entropy(1.0, fake_logits))
 
     # --- updates ------------------------------------------------------------------------------
-    def d_step(self, real, fake):
+    def d_step(self, real, fake, y=None):
         """One discriminator update. Real and fake images go through D separately, as in the
-        original, so each batch norm sees batches of one kind only."""
+        original, so each batch norm sees batches of one kind only. y: a conditional run's label
+        vectors of the real images, which the fake ones were asked for too."""
         with tf.GradientTape() as tape:
-            real_logits = self.discriminator(real, training=True)
-            fake_logits = self.discriminator(fake, training=True)
+            real_logits = self.discriminator(real, y, training=True)
+            fake_logits = self.discriminator(fake, y, training=True)
             d_loss_real, d_loss_fake = self.discriminator_loss(real_logits, fake_logits)
             d_loss = d_loss_real + d_loss_fake
         minimize(self.d_optimizer, tape, d_loss, self.discriminator)
@@ -152,27 +156,27 @@ class Solver:
                 "D(x)": self.mean(tf.sigmoid(real_logits)),
                 "D(G(z))": self.mean(tf.sigmoid(fake_logits))}
 
-    def g_step(self, z, fake=None, tape=None):
+    def g_step(self, z, fake=None, tape=None, y=None):
         """One generator update through a discriminator in training mode, as in the original.
         fake, tape: G(z) already computed in training mode, on a tape that is still recording."""
         if fake is None:
             tape = tf.GradientTape()
             with tape:
-                fake = self.generator(z, training=True)
+                fake = self.generator(z, y, training=True)
         with tape:
-            g_loss = self.generator_loss(self.discriminator(fake, training=True))
+            g_loss = self.generator_loss(self.discriminator(fake, y, training=True))
         minimize(self.g_optimizer, tape, g_loss, self.generator)
         return g_loss
 
-    def original_step(self, real, z):
+    def original_step(self, real, z, y=None):
         """The original's iteration: one D update on G(z), then g_steps G updates on the same
         z, each running G forward again."""
-        metrics = self.d_step(real, self.generator(z, training=True))
+        metrics = self.d_step(real, self.generator(z, y, training=True), y)
         for _ in range(self.g_steps):
-            metrics["g_loss"] = self.g_step(z)
+            metrics["g_loss"] = self.g_step(z, y=y)
         return metrics
 
-    def fast_step(self, real, z):
+    def fast_step(self, real, z, y=None):
         """The original's iteration with one forward pass of G fewer. Its D update and its
         first G update have the same z and the same generator, so the same fake batch: G runs
         forward once, on a tape the G update goes on recording (as in pytorch/examples).
@@ -184,24 +188,30 @@ class Solver:
         before = moving_averages(self.generator)
         tape = tf.GradientTape()
         with tape:
-            fake = self.generator(z, training=True)
+            fake = self.generator(z, y, training=True)
         repeat_moving_update(before)
-        metrics = self.d_step(real, fake)
-        metrics["g_loss"] = self.g_step(z, fake, tape)
+        metrics = self.d_step(real, fake, y)
+        metrics["g_loss"] = self.g_step(z, fake, tape, y)
         for _ in range(self.g_steps - 1):
-            metrics["g_loss"] = self.g_step(z)
+            metrics["g_loss"] = self.g_step(z, y=y)
         return metrics
 
     def replica_step(self, real, z):
-        """The fast step on this replica's share of the batch and of the global z."""
-        batch = tf.shape(real)[0]
+        """The fast step on this replica's share of the batch and of the global z. real: the
+        images, or a conditional run's (images, labels)."""
+        images, y = real if self.conditional else (real, None)
+        if self.conditional:
+            y = label_vector(self.generator.arch, y)
+        batch = tf.shape(images)[0]
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
-        return self.fast_step(real, z[replica * batch:(replica + 1) * batch])
+        return self.fast_step(images, z[replica * batch:(replica + 1) * batch], y)
 
     @tf.function
     def train_step(self, real):
-        """real: a batch, or under a strategy the per-replica parts of one global batch."""
-        batch = tf.shape(self.strategy.experimental_local_results(real)[0])[0]  # per replica
+        """real: a batch, or under a strategy the per-replica parts of one global batch; a
+        conditional run's batches are (images, labels)."""
+        images = real[0] if self.conditional else real
+        batch = tf.shape(self.strategy.experimental_local_results(images)[0])[0]  # per replica
         # The global batch of z, drawn here, outside XLA, whose random numbers differ.
         z = self.sample_z(batch * self.strategy.num_replicas_in_sync, self.step)
         metrics = self.strategy.run(self.replica_step, args=(real, z))
@@ -277,9 +287,20 @@ class Solver:
             raise KeyboardInterrupt
         return path
 
+    def grid_inputs(self):
+        """(z, y) of the sample grid: the fixed z; in a conditional run, a row of its first
+        GRID_COLUMNS for each class (or each attribute alone)."""
+        if not self.conditional:
+            return self.fixed_z, None
+        y_dim = self.generator.arch.y_dim
+        z = tf.tile(self.fixed_z[:GRID_COLUMNS], [y_dim, 1])
+        return z, tf.repeat(tf.eye(y_dim), GRID_COLUMNS, axis=0)
+
     def write_samples(self, step):
         """The sampler's output on the fixed z: a TensorBoard image, a PNG and histograms."""
-        grid = files.image_grid(to_pixels(self.sampler.sample(self.fixed_z)).numpy())
+        z, y = self.grid_inputs()
+        pixels = to_pixels(self.sampler.sample(z, y)).numpy()
+        grid = files.image_grid(pixels, GRID_COLUMNS if self.conditional else None)
         tf.summary.image("samples", grid[None], step=step)
         for v in self.generator.trainable_variables + self.discriminator.trainable_variables:
             tf.summary.histogram(v.path, v, step=step)

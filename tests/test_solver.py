@@ -60,9 +60,9 @@ def test_the_fast_step_computes_the_originals_step(real_batch, g_steps):
     batches = tf.data.Dataset.from_tensors(real_batch).repeat()
     original, traced = Solver(*tiny_models(seed=0), g_steps=g_steps), []
 
-    def original_step(real, z):  # what train_step runs instead of the fast step
+    def original_step(real, z, y=None):  # what train_step runs instead of the fast step
         traced.append(True)
-        return original.original_step(real, z)
+        return original.original_step(real, z, y)
 
     original.fast_step = original_step
     assert_same_training(original, Solver(*tiny_models(seed=0), g_steps=g_steps),
@@ -240,3 +240,35 @@ def test_the_average_is_checkpointed_and_a_resume_without_it_is_refused(tmp_path
     Solver(*tiny_models(), out_dir=str(plain)).save()
     with pytest.raises(config.ConfigError, match="made without --ema_decay"):
         Solver(*tiny_models(), out_dir=str(plain), ema_decay=0.5).restore()
+
+
+# --- a conditional run ----------------------------------------------------------------------------
+CLASSES = dict(labels="classes", label_names=("a", "b", "c"))
+
+
+def test_a_conditional_step_is_the_originals_step_and_trains_each_network_alone(real_batch):
+    """(images, labels) batches: the fast step equals the original's, as unconditioned; a D
+    update leaves G as it was and a G update leaves D."""
+    labels = tf.constant([0, 1, 2, 0, 1, 2, 0, 1])
+    batches = tf.data.Dataset.from_tensors((real_batch, labels)).repeat()
+    original = Solver(*tiny_models(seed=0, **CLASSES))
+    original.fast_step = original.original_step
+    assert_same_training(original, Solver(*tiny_models(seed=0, **CLASSES)), batches, batches,
+                         rtol=1e-5, atol=1e-6)
+    solver = Solver(*tiny_models(**CLASSES))
+    y = tf.one_hot(labels, 3)
+    g_before = snapshot(solver.generator.trainable_variables)
+    solver.d_step(real_batch, solver.generator(solver.sample_z(8, 0), y, training=True), y)
+    assert_same(g_before, solver.generator.trainable_variables)
+    d_before = snapshot(solver.discriminator.trainable_variables)
+    solver.g_step(solver.sample_z(8, 0), y=y)
+    assert_same(d_before, solver.discriminator.trainable_variables)
+
+
+def test_a_conditional_sample_grid_has_a_row_per_class_on_the_same_z(tmp_path):
+    solver = Solver(*tiny_models(**CLASSES), out_dir=str(tmp_path))
+    z, y = solver.grid_inputs()
+    assert z.shape == (3 * 8, 16) and y.shape == (3 * 8, 3)
+    for row in range(3):
+        np.testing.assert_array_equal(z[8 * row:8 * row + 8], solver.fixed_z[:8])
+        np.testing.assert_array_equal(np.argmax(y[8 * row:8 * row + 8], axis=1), row)
