@@ -8,7 +8,8 @@ The SavedModel needs TensorFlow only, not this project's code:
     images = generator(z=tf.random.uniform((16, 100), -1, 1))["images"]  # uint8 [16, 28, 28, 1]
 
 It is the inference-mode sampler (batch norm with its moving statistics), so each image depends
-on its own z only, and it gives the same pixels as sample.py for the same z.
+on its own z only, and it gives the same pixels as sample.py for the same z. A conditional run's
+SavedModel takes y too: class indices (int32 [None]), or 0/1 attribute rows (float32).
 """
 import os
 import shutil
@@ -19,7 +20,7 @@ import tensorflow as tf
 from absl import flags
 
 import config
-from model import to_pixels
+from model import label_vector, to_pixels
 from utils import cli, files
 from utils.run_dir import EMA_FLAG_HELP, RunDir, describe, load_generator
 
@@ -29,14 +30,29 @@ FLAGS = flags.FLAGS
 def export(generator, export_dir):
     """Write the SavedModel under a temporary name and rename it, so a reader (a model server
     watching the folder) never finds half of one."""
-    z_dim = generator.arch.z_dim
-
-    @tf.function(input_signature=[tf.TensorSpec([None, z_dim], tf.float32, name="z")])
-    def serve(z):
-        return {"images": to_pixels(generator.sample(z))}
+    arch = generator.arch
+    z_spec = tf.TensorSpec([None, arch.z_dim], tf.float32, name="z")
+    if arch.labels == "classes":  # y: one class index per image
+        @tf.function(input_signature=[z_spec, tf.TensorSpec([None], tf.int32, name="y")])
+        def serve(z, y):
+            return {"images": to_pixels(generator.sample(z, label_vector(arch, y)))}
+    elif arch.labels:  # y: a 0/1 row of the attributes per image
+        @tf.function(input_signature=[z_spec, tf.TensorSpec([None, arch.y_dim], tf.float32,
+                                                            name="y")])
+        def serve(z, y):
+            return {"images": to_pixels(generator.sample(z, y))}
+    else:
+        @tf.function(input_signature=[z_spec])
+        def serve(z):
+            return {"images": to_pixels(generator.sample(z))}
 
     module = tf.Module()
-    module.generator = generator  # tracked, so its variables are saved with the function
+    # Tracked, so that its variables are saved with the function. Saving a Keras model also
+    # traces its call without y, which a conditional generator cannot run: its weights alone.
+    if arch.labels:
+        module.generator_weights = list(generator.variables)
+    else:
+        module.generator = generator
     module.serve = serve
     with files.replacing(export_dir.rstrip("/")) as tmp:
         shutil.rmtree(tmp, ignore_errors=True)  # left by an export that was cut short
@@ -58,8 +74,12 @@ def run():
         raise config.ConfigError(f"cannot write {FLAGS.export_dir} ({reason}): "
                                  "choose another --export_dir") from None
     arch = generator.arch
+    y = {"classes": f" and y (int32 [None], the class: 0 to {arch.y_dim - 1} for "
+                    f"{', '.join(arch.label_names)})",
+         "attributes": f" and y (float32 [None, {arch.y_dim}], 0/1 for "
+                       f"{', '.join(arch.label_names)})"}.get(arch.labels, "")
     print(f"Exported {describe(snapshot)} to {FLAGS.export_dir}: serving_default takes "
-          f"z (float32 [None, {arch.z_dim}], U(-1, 1) as in training) and returns images "
+          f"z (float32 [None, {arch.z_dim}], U(-1, 1) as in training){y} and returns images "
           f"(uint8 [None, {arch.image_size}, {arch.image_size}, {arch.channels}]).")
 
 

@@ -167,10 +167,12 @@ def to_pixels(images):
     return tf.cast(tf.round(tf.clip_by_value((images + 1.0) * 127.5, 0.0, 255.0)), tf.uint8)
 
 
-def sample_pixels(generator, z, batch_size):
-    """The sampler's uint8 images of z, one NumPy batch at a time, so any number fits in memory."""
+def sample_pixels(generator, z, batch_size, y=None):
+    """The sampler's uint8 images of z (and of y, the label vectors of a conditional run), one
+    NumPy batch at a time, so any number fits in memory."""
     for start in range(0, len(z), batch_size):
-        yield to_pixels(generator.sample(z[start:start + batch_size])).numpy()
+        part = slice(start, start + batch_size)
+        yield to_pixels(generator.sample(z[part], None if y is None else y[part])).numpy()
 
 
 def layers_of(network, kind):

@@ -3,6 +3,7 @@
     python sample.py --out_dir runs/mnist                      # 64 samples: grid PNG + their z
     python sample.py --out_dir runs/mnist --mode interpolate   # rows walking from z to z, PNG + GIF
     python sample.py --out_dir runs/mnist --mode arithmetic --a 3,17,40 --b 5,9,22 --c 1,8,30
+    python sample.py --out_dir runs/mnist_conditional --label 3,7   # rows of 3s and of 7s
 
 Every image comes from the generator in inference mode (Generator.sample, the seminar's quiz), so
 an image depends on its own z only. Files go to RUN/generated/, named by mode and seed; the same
@@ -24,11 +25,46 @@ from utils.run_dir import EMA_FLAG_HELP, RunDir, describe, load_generator
 FLAGS = flags.FLAGS
 
 PERTURBATIONS = 8  # the paper's figure 7 shows the result and 8 perturbations of it
+CONDITIONAL_ROW = 8  # samples per label in a conditional run's grid, unless --num_samples
 
 
-def generate(generator, z, batch_size):
+def generate(generator, z, batch_size, y=None):
     """uint8 images of the sampler, batch by batch."""
-    return np.concatenate(list(sample_pixels(generator, z, batch_size)))
+    return np.concatenate(list(sample_pixels(generator, z, batch_size, y)))
+
+
+def asked_labels(arch, label, attributes):
+    """(names, y): the rows a conditional run is asked for, as --label classes (default: each
+    class) or --attributes NAME=0|1,... (the others 0; default: each attribute alone)."""
+    if not arch.labels:
+        if label or attributes:
+            raise config.ConfigError("this run is not conditional: --label and --attributes "
+                                     "need a run trained with --conditional")
+        return None, None
+    names = list(arch.label_names)
+    if arch.labels == "classes":
+        if attributes:
+            raise config.ConfigError("this run is conditioned on classes, not attributes: use "
+                                     f"--label with one of {', '.join(names)}")
+        rows = [names.index(l) if l in names else None for l in (label or names)]
+        if None in rows:
+            wrong = (label or names)[rows.index(None)]
+            raise config.ConfigError(f"--label {wrong} is not a class of this run: choose from "
+                                     f"{', '.join(names)}")
+        return [names[r] for r in rows], np.eye(len(names), dtype=np.float32)[rows]
+    if label:
+        raise config.ConfigError("this run is conditioned on attributes: use --attributes "
+                                 f"NAME=0|1,... with names from {', '.join(names)}")
+    if not attributes:
+        return names, np.eye(len(names), dtype=np.float32)
+    y = np.zeros((1, len(names)), np.float32)
+    for item in attributes:
+        name, _, value = item.partition("=")
+        if name not in names or value not in ("0", "1"):
+            raise config.ConfigError(f"--attributes {item}: give NAME=0 or NAME=1, with names "
+                                     f"from {', '.join(names)}")
+        y[0, names.index(name)] = float(value)
+    return [",".join(attributes)], y
 
 
 def slerp(a, b, t):
@@ -68,8 +104,16 @@ def load_grid_z(sample_dir, seed, indices, flag):
     return z[indices]
 
 
-def grid(generator, sample_dir, *, seed, num_samples, batch_size=256):
+def grid(generator, sample_dir, *, seed, num_samples, batch_size=256, labels=(None, None)):
+    """num_samples z of the seed; in a conditional run, a row of them for each asked label."""
+    names, y = labels
     z = draw_z(num_samples, generator.arch.z_dim, seed)
+    if y is not None:
+        path = os.path.join(sample_dir, f"grid_seed{seed}_labels.png")
+        images = generate(generator, np.tile(z, (len(y), 1)), batch_size,
+                          np.repeat(y, len(z), axis=0))
+        files.write_png(path, files.image_grid(images, len(z)))
+        return [path, "(rows: " + "; ".join(names) + ")"]
     cols = math.ceil(math.sqrt(len(z)))
     path = os.path.join(sample_dir, f"grid_seed{seed}.png")
     files.write_png(path, files.image_grid(generate(generator, z, batch_size), cols))
@@ -79,8 +123,13 @@ def grid(generator, sample_dir, *, seed, num_samples, batch_size=256):
 
 
 def interpolate(generator, sample_dir, *, seed, pairs, steps, interpolation="slerp",
-                indices=None, batch_size=256):
-    """Walks between pairs of z: those of the seed's grid that indices names, or fresh ones."""
+                indices=None, batch_size=256, labels=(None, None)):
+    """Walks between pairs of z: those of the seed's grid that indices names, or fresh ones.
+    In a conditional run, walks between pairs of labels instead, each on a z of its own."""
+    names, y = labels
+    if y is not None:
+        return walk_in_y(generator, sample_dir, seed=seed, steps=steps, names=names, y=y,
+                         batch_size=batch_size)
     if indices:
         if len(indices) % 2:
             raise config.ConfigError("--indices takes pairs: give an even number of samples")
@@ -97,6 +146,25 @@ def interpolate(generator, sample_dir, *, seed, pairs, steps, interpolation="sle
     frames = [files.image_grid(walks[:, t]) for t in range(steps)]
     files.write_gif(name + ".gif", frames + frames[-2:0:-1])  # there and back, so the loop is smooth
     return [name + ".png", name + ".gif"]
+
+
+def walk_in_y(generator, sample_dir, *, seed, steps, names, y, batch_size):
+    """One row per pair of asked labels: z fixed, y along the straight line from one to the
+    other, as a conditional generator takes any mixture of its labels."""
+    if len(y) < 2 or len(y) % 2:
+        raise config.ConfigError("a conditional run walks from label to label: give pairs, "
+                                 "such as --label 3,8 (or --label 1,7,0,6)")
+    ends = draw_z(len(y) // 2, generator.arch.z_dim, seed)
+    ts = np.linspace(0.0, 1.0, steps, dtype=np.float32)[:, None]
+    walks = np.concatenate([(1 - ts) * a + ts * b for a, b in zip(y[0::2], y[1::2])])
+    pixels = generate(generator, np.repeat(ends, steps, axis=0), batch_size, walks)
+    name = os.path.join(sample_dir, f"interpolate_labels_seed{seed}")
+    files.write_png(name + ".png", files.image_grid(pixels, steps))
+    frames = [files.image_grid(pixels.reshape(len(ends), steps, *pixels.shape[1:])[:, t])
+              for t in range(steps)]
+    files.write_gif(name + ".gif", frames + frames[-2:0:-1])
+    rows = [f"{a} -> {b}" for a, b in zip(names[0::2], names[1::2])]
+    return [name + ".png", name + ".gif", "(rows: " + "; ".join(rows) + ")"]
 
 
 def arithmetic(generator, sample_dir, *, seed, a, b, c, noise=0.25, batch_size=256):
@@ -134,15 +202,22 @@ def run():
     run_dir = RunDir(FLAGS.out_dir)
     snapshot = load_generator(run_dir, FLAGS.checkpoint, FLAGS.ema)
     generator = snapshot.generator
+    labels = asked_labels(generator.arch, FLAGS.label, FLAGS.attributes)
+    if labels[1] is not None and FLAGS.mode == "arithmetic":
+        raise config.ConfigError("--mode arithmetic is for unconditional runs: in this one, "
+                                 "ask for labels with --mode grid or walk between them with "
+                                 "--mode interpolate")
     sample_dir = run_dir.generated
     files.make_folder(sample_dir, "check the run directory's permissions")
     if FLAGS.mode == "grid":
-        written = grid(generator, sample_dir, seed=FLAGS.seed, num_samples=FLAGS.num_samples,
-                       batch_size=FLAGS.batch_size)
+        per_row = labels[1] is not None and not FLAGS["num_samples"].present
+        written = grid(generator, sample_dir, seed=FLAGS.seed,
+                       num_samples=CONDITIONAL_ROW if per_row else FLAGS.num_samples,
+                       batch_size=FLAGS.batch_size, labels=labels)
     elif FLAGS.mode == "interpolate":
         written = interpolate(generator, sample_dir, seed=FLAGS.seed, pairs=FLAGS.pairs,
                               steps=FLAGS.steps, interpolation=FLAGS.interpolation,
-                              indices=FLAGS.indices, batch_size=FLAGS.batch_size)
+                              indices=FLAGS.indices, batch_size=FLAGS.batch_size, labels=labels)
     else:
         written = arithmetic(generator, sample_dir, seed=FLAGS.seed, a=FLAGS.a, b=FLAGS.b,
                              c=FLAGS.c, noise=FLAGS.noise, batch_size=FLAGS.batch_size)
@@ -156,7 +231,12 @@ def define_flags():
     flags.DEFINE_enum("mode", "grid", ["grid", "interpolate", "arithmetic"],
                       "grid: N samples; interpolate: walks between pairs of z; arithmetic: a - b + c")
     flags.DEFINE_integer("seed", 0, "seed for z (and for the arithmetic's perturbations)")
-    flags.DEFINE_integer("num_samples", config.NUM_SAMPLES, "grid: how many samples")
+    flags.DEFINE_integer("num_samples", config.NUM_SAMPLES, "grid: how many samples (of a "
+                         f"conditional run: per label, default {CONDITIONAL_ROW})")
+    flags.DEFINE_list("label", None, "a conditional run's classes, one grid row each (default: "
+                      "every class); interpolate: pairs to walk between, such as 3,8")
+    flags.DEFINE_list("attributes", None, "a run conditioned on attributes: NAME=0|1,... (the "
+                      "others 0), such as Smiling=1,Male=0; default: each attribute alone")
     flags.DEFINE_integer("pairs", 8, "interpolate: how many walks (rows)")
     flags.DEFINE_integer("steps", 10, "interpolate: images per walk, both ends included")
     flags.DEFINE_enum("interpolation", "slerp", ["slerp", "linear"],

@@ -12,7 +12,7 @@ from PIL import Image
 import config
 import sample
 from conftest import error_line, run_command, tiny_models
-from model import to_pixels
+from model import draw_z, to_pixels
 from sample import lerp, slerp
 from solver import Solver
 from utils.run_dir import RunDir, load_generator
@@ -249,3 +249,76 @@ def test_a_run_with_an_average_samples_the_average_unless_told_not_to(tmp_path):
 def test_the_best_checkpoint_of_a_run_that_never_scored_itself_says_what_to_run(run_dir):
     with pytest.raises(config.ConfigError, match=r"no best checkpoint: .* --eval_every N"):
         load_generator(RunDir(run_dir), "best")
+
+
+# --- a conditional run ----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("conditional"))
+    solver = Solver(*tiny_models(labels="classes", label_names=("cat", "dog", "owl")), seed=0,
+                    out_dir=out)
+    real = tf.random.stateless_uniform((6, SIZE, SIZE, 3), seed=(1, 2), minval=-1, maxval=1)
+    for _ in range(3):
+        solver.train_step((real, tf.constant([0, 1, 2, 0, 1, 2])))
+    solver.save()
+    return out, load_generator(RunDir(out)).generator
+
+
+def test_a_conditional_grid_has_a_row_per_asked_label_on_the_same_z(conditional_run, tmp_path):
+    _, generator = conditional_run
+    labels = sample.asked_labels(generator.arch, ["owl", "cat"], None)
+    assert labels[0] == ["owl", "cat"]
+    written = sample.grid(generator, str(tmp_path), seed=2, num_samples=4, labels=labels)
+    assert written[-1] == "(rows: owl; cat)"
+    images = tiles(written[0], cols=4)
+    z = draw_z(4, 16, 2)
+    for row, label in enumerate([2, 0]):
+        y = np.eye(3, dtype=np.float32)[[label] * 4]
+        np.testing.assert_array_equal(images[4 * row:4 * row + 4], to_pixels(generator.sample(z, y)))
+    # Every class by default, and a walk from label to label ends on their plain samples.
+    assert sample.asked_labels(generator.arch, None, None)[0] == ["cat", "dog", "owl"]
+    walk = sample.interpolate(generator, str(tmp_path), seed=3, pairs=1, steps=5,
+                              labels=sample.asked_labels(generator.arch, ["dog", "owl"], None))
+    ends = tiles(walk[0], cols=5)[[0, 4]]
+    z = draw_z(1, 16, 3)
+    for end, label in zip(ends, [1, 2]):
+        np.testing.assert_array_equal(end, to_pixels(generator.sample(z, np.eye(3)[[label]]))[0])
+
+
+@pytest.mark.parametrize("label, attributes, says", [
+    (["fox"], None, "--label fox is not a class of this run: choose from cat, dog, owl"),
+    (None, ["Smiling=1"], "conditioned on classes, not attributes: use --label with one of cat"),
+])
+def test_a_label_the_run_does_not_know_names_the_ones_it_does(conditional_run, label, attributes,
+                                                              says):
+    with pytest.raises(config.ConfigError, match=says):
+        sample.asked_labels(conditional_run[1].arch, label, attributes)
+
+
+def test_labels_for_an_unconditional_run_are_refused(generator):
+    with pytest.raises(config.ConfigError, match="this run is not conditional"):
+        sample.asked_labels(generator.arch, ["3"], None)
+
+
+def test_attributes_are_set_by_name_and_the_others_are_zero():
+    arch = tiny_models(labels="attributes", label_names=("Smiling", "Male", "Bald"))[0].arch
+    names, y = sample.asked_labels(arch, None, ["Bald=1", "Smiling=1", "Male=0"])
+    assert y.tolist() == [[1, 0, 1]]
+    with pytest.raises(config.ConfigError, match="with names from Smiling, Male, Bald"):
+        sample.asked_labels(arch, None, ["Happy=1"])
+
+
+@pytest.mark.slow
+def test_a_conditional_export_takes_y_and_gives_sample_pys_pixels(conditional_run, tmp_path):
+    run, generator = conditional_run
+    export_dir = str(tmp_path / "exported")
+    result = run_command("export.py", f"--out_dir={run}", f"--export_dir={export_dir}")
+    assert result.returncode == 0, result.stderr
+    assert "and y (int32 [None], the class: 0 to 2 for cat, dog, owl)" in result.stdout
+    said = run_command("sample.py", f"--out_dir={run}", "--label=dog,owl", "--seed=4")
+    assert said.returncode == 0 and "(rows: dog; owl)" in said.stdout, said.stderr
+    from_sample_py = tiles(os.path.join(run, "generated", "grid_seed4_labels.png"), cols=8)
+    served = tf.saved_model.load(export_dir).signatures["serving_default"]
+    z = np.tile(draw_z(8, 16, 4), (2, 1))
+    images = served(z=tf.constant(z), y=tf.constant([1] * 8 + [2] * 8))["images"]
+    np.testing.assert_array_equal(images, from_sample_py)
