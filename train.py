@@ -87,10 +87,14 @@ def run():
     keras.utils.set_random_seed(FLAGS.seed)
     out_dir = FLAGS.out_dir or os.path.join("runs", FLAGS.dataset.replace(":", "_"))
     images = data.load(FLAGS.dataset, FLAGS.batch_size, image_size=FLAGS.image_size,
-                       data_dir=FLAGS.data_dir, crop=FLAGS.crop, seed=FLAGS.seed)
+                       data_dir=FLAGS.data_dir, crop=FLAGS.crop, seed=FLAGS.seed,
+                       conditional=FLAGS.conditional, label_key=FLAGS.label_key,
+                       attributes=FLAGS.attributes)
+    labels = images.labels or data.Labels("", ())
     arch = Architecture(image_size=images.image_size, channels=images.channels,
                         z_dim=FLAGS.z_dim, gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim,
-                        kernel_size=FLAGS.kernel_size)
+                        kernel_size=FLAGS.kernel_size, labels=labels.kind,
+                        label_names=labels.names)
     with strategy.scope():  # variables (and batch norm's synchronisation) follow the strategy
         generator = Generator(arch, FLAGS.init)
         discriminator = Discriminator(arch, FLAGS.init)
@@ -122,7 +126,10 @@ def run():
         with solver.writing("flags.json"):
             solver.run_dir.write_flags({**flag_values, "image_size": images.image_size,
                                         "architecture": json.loads(arch.to_json())})
-    print(f"DCGAN on {FLAGS.dataset}: {images.count} images of {images.image_size}x"
+    conditioned = (f", conditioned on {arch.y_dim} {arch.labels} ({', '.join(arch.label_names)})"
+                   if arch.labels else "")
+    print(f"{'Conditional ' if arch.labels else ''}DCGAN on {FLAGS.dataset}{conditioned}: "
+          f"{images.count} images of {images.image_size}x"
           f"{images.image_size}x{images.channels}, {steps_per_epoch} steps per epoch of batch "
           f"{FLAGS.batch_size}; generator {count_params(generator):,} and discriminator "
           f"{count_params(discriminator):,} parameters; {strategy.num_replicas_in_sync} "
@@ -164,6 +171,12 @@ def define_flags():
                        "s in [0, 0.5): real targets become 1 - s")
     flags.DEFINE_bool("two_sided_smoothing", False,
                       "with --label_smoothing, also lift fake targets from 0 to s")
+    flags.DEFINE_bool("conditional", False, "a conditional DCGAN, G(z, y) and D(x, y), on the "
+                      "dataset's labels: mnist's digits, a folder's subfolders, a tfds ClassLabel, "
+                      "CelebA's attributes")
+    flags.DEFINE_string("label_key", None, "tfds: the ClassLabel feature (default: label)")
+    flags.DEFINE_list("attributes", None, "celeba: the attributes to condition on, such as "
+                      "Smiling,Male,Eyeglasses (default: all 40)")
     flags.DEFINE_float("ema_decay", 0.0, "keep a moving average of the generator's weights with "
                        "this decay per step (0.999 averages about the last 1,000 steps), which "
                        "the samples, sample.py, export.py and evaluate.py then use; 0: none")

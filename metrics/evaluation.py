@@ -17,7 +17,7 @@ import os
 import numpy as np
 
 import config
-from metrics import distances, features, precision_recall
+from metrics import classifier, distances, features, precision_recall
 from utils import files
 
 CACHE_DIR = os.path.join("runs", "cache")
@@ -84,12 +84,42 @@ def write_cached(path, key, real):
         print(f"Cannot cache the real statistics in {path} ({e}); going on without.", flush=True)
 
 
+def asked_labels(arch, count):
+    """y of a conditional generator's scored images: the classes in turn, as many of each (the
+    real images of a class-labelled set are about balanced). None for an unconditional one."""
+    if not arch.labels:
+        return None
+    if arch.labels != "classes":
+        raise config.ConfigError("scoring a run conditioned on attributes is not supported: "
+                                 "it needs the attributes' joint distribution of the real images")
+    return np.eye(arch.y_dim, dtype=np.float32)[np.arange(count) % arch.y_dim]
+
+
+def reads_digits(arch):
+    """Whether the bundled classifier can tell if a digit is the one asked for."""
+    return (arch.labels == "classes" and arch.label_names == tuple("0123456789")
+            and arch.channels == 1)
+
+
+def classified(pixel_batches, network, predictions):
+    """The batches as they are, each classified by network on the way into predictions."""
+    for pixels in pixel_batches:
+        logits = network(features.network_input(pixels, network), training=False)
+        predictions.append(np.argmax(logits, axis=1))
+        yield pixels
+
+
 def score(evaluator, generator, what="generated"):
-    """The scores of generator's sampler, as a dict that evaluate.py and train.py record."""
+    """The scores of generator's sampler, as a dict that evaluate.py and train.py record. Of a
+    conditional MNIST run, also its conditional accuracy: the share of digits that the bundled
+    classifier reads as the digit asked for."""
     count, seed = evaluator.count, evaluator.seed
-    generated = features.feature_statistics(
-        features.generated_pixels(generator, count, evaluator.batch_size, seed),
-        evaluator.network, count, what)
+    y = asked_labels(generator.arch, count)
+    pixels = features.generated_pixels(generator, count, evaluator.batch_size, seed, y)
+    predictions = []
+    if reads_digits(generator.arch):
+        pixels = classified(pixels, classifier.load(), predictions)
+    generated = features.feature_statistics(pixels, evaluator.network, count, what)
     real = evaluator.real
     fid = distances.frechet_distance(*real.mu_sigma(), *generated.mu_sigma())
     real_kept, generated_kept = real.kept_features(), generated.kept_features()
@@ -100,20 +130,29 @@ def score(evaluator, generator, what="generated"):
                 num_real=real.count, num_generated=generated.count, features=evaluator.name,
                 resize=evaluator.resize, seed=seed, kid_subsets=distances.KID_SUBSETS,
                 kid_subset_size=min(distances.KID_SUBSET_SIZE, count), pr_k=precision_recall.K,
-                pr_num_real=len(real_kept), pr_num_generated=len(generated_kept))
+                pr_num_real=len(real_kept), pr_num_generated=len(generated_kept),
+                **({"conditional_accuracy": float(np.mean(np.concatenate(predictions)
+                                                         == np.argmax(y, axis=1)))}
+                   if predictions else {}))
 
 
 def scalars(result):
     """{TensorBoard tag: value} of a result: eval/METRIC_FEATURES."""
     name = result["features"]
-    return {f"eval/{metric}_{name}": result[key] for metric, key in
-            [("fid", "fid"), ("kid", "kid_mean"), ("precision", "precision"), ("recall", "recall")]}
+    values = {f"eval/{metric}_{name}": result[key] for metric, key in
+              [("fid", "fid"), ("kid", "kid_mean"), ("precision", "precision"),
+               ("recall", "recall")]}
+    if "conditional_accuracy" in result:
+        values["eval/conditional_accuracy"] = result["conditional_accuracy"]
+    return values
 
 
 def summary(result):
     """A result in one line."""
+    accuracy = result.get("conditional_accuracy")
     return (f"FID {result['fid']:.4f}  KID {result['kid_mean']:.5f} ± {result['kid_std']:.5f}  "
-            f"precision {result['precision']:.4f}  recall {result['recall']:.4f}  at step "
+            f"precision {result['precision']:.4f}  recall {result['recall']:.4f}  "
+            + (f"conditional accuracy {accuracy:.4f}  " if accuracy is not None else "") + "at step "
             f"{result['step']}: {result['features']} features, resize {result['resize']}, "
             f"{result['num_real']:,} real and {result['num_generated']:,} generated images")
 

@@ -128,10 +128,11 @@ def real_pixels(batches, count, batch_size):
         yield to_pixels(next(batches)[:count - start])
 
 
-def generated_pixels(generator, count, batch_size, seed):
-    """The sampler's images of count z ~ U(-1, 1), as uint8. The z come from one seeded
-    stream, so the images do not depend on the batch size."""
-    return sample_pixels(generator, draw_z(count, generator.arch.z_dim, seed), batch_size)
+def generated_pixels(generator, count, batch_size, seed, y=None):
+    """The sampler's images of count z ~ U(-1, 1) (and of y, a conditional run's label
+    vectors), as uint8. The z come from one seeded stream, so the images do not depend on the
+    batch size."""
+    return sample_pixels(generator, draw_z(count, generator.arch.z_dim, seed), batch_size, y)
 
 
 def feature_statistics(pixel_batches, network, count, what):
