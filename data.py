@@ -58,7 +58,7 @@ def epoch_seed(seed, epoch):
 def shuffle_together(elements, seed):
     """Each part of a structured element (a file name and its class) in the same order: the
     permutation stateless_shuffle draws depends on the seed and the length, not on the dtype or
-    the shape, and for a lone tensor this is the same op as before labels existed."""
+    the shape. A lone tensor is shuffled as it is."""
     return tf.nest.map_structure(
         lambda part: tf.random.experimental.stateless_shuffle(part, seed=seed), elements)
 
@@ -266,7 +266,7 @@ def tfds_label_key(name, features, label_key):
     if (label_key or "label") in classes:
         return label_key or "label"
     choose = (f"pass --label_key, one of {', '.join(classes)}" if classes else
-              "it has no ClassLabel feature to condition on")
+              "it has none to condition on: choose a dataset with one")
     raise config.ConfigError(f"tfds:{name} has no ClassLabel feature {label_key or 'label'!r} "
                              f"(its features: {', '.join(features)}): {choose}")
 

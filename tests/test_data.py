@@ -273,7 +273,8 @@ def test_tfds_without_a_class_label_names_its_features():
     with tfds.testing.mock_data(num_examples=4):
         with pytest.raises(config.ConfigError, match=r"tfds:celeb_a has no ClassLabel feature "
                                                      r"'label' \(its features: image, landmarks, "
-                                                     r"attributes, identity\)"):
+                                                     r"attributes, identity\): it has none "
+                                                     r"to condition on: choose a dataset"):
             data.load("tfds:celeb_a", batch_size=2, conditional=True)
         with pytest.raises(config.ConfigError, match="'image' .*pass --label_key, one of label"):
             data.load("tfds:mnist", batch_size=2, conditional=True, label_key="image")
