@@ -20,6 +20,7 @@ DATASETS = {
 # dataset and its size from the dataset too when the images are square, else 64.
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp")  # what prepro.py and --dataset folder read
 MANIFEST = "manifest.json"  # prepro.py writes it last, beside the shards; data.py reads it
+ATTRIBUTES_FILE = "list_attr_celeba.txt"  # CelebA's 40 attributes; prepro.py stores them
 
 # Architecture.
 Z_DIM = 100  # original and paper; z ~ U(-1, 1) in both

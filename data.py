@@ -7,6 +7,11 @@ folder:     any folder of jpg, jpeg, png or webp images, searched recursively, c
             resized on the fly.
 tfds:NAME:  an image dataset that TensorFlow Datasets has prepared on this machine.
 
+Loaded conditional, each source gives its images' labels with them: MNIST's digits, a folder's
+class subfolders, a TFDS dataset's ClassLabel, CelebA's 40 attributes (from prepro.py's
+records). A label travels in the same element as its image, so the labelled stream is the
+unlabelled one's images, in the same order, each beside its label.
+
 Every source reads in an order that is a function of (seed, epoch) alone, so the stream can
 start at any image: a resumed run reads on from where the stopped one was, and the checkpoint
 needs no copy of a shuffle buffer. Each source gives the images of one epoch as undecoded
@@ -30,13 +35,19 @@ EPOCHS = 2 ** 40  # "endless"
 # stream(start): the endless tf.data.Dataset of [batch_size, image_size, image_size, channels]
 # float32 batches, from the start-th image on. fingerprint: a text that changes when the images
 # do, for what is computed from them and kept (the real images' statistics of metrics/).
-Data = collections.namedtuple("Data", "stream count image_size channels fingerprint")
+# labels: what a conditional stream's labels mean (a Labels), None for images alone.
+Data = collections.namedtuple("Data", "stream count image_size channels fingerprint labels",
+                              defaults=[None])
+# kind "classes": an int32 class index per image, names[i] the name of class i. kind
+# "attributes": a float32 0/1 vector per image, names[j] the attribute of its j-th entry.
+Labels = collections.namedtuple("Labels", "kind names")
 # What a source gives: epoch(e) -> a dataset of one epoch's elements, in that epoch's order;
-# decode(element) -> uint8 image; its fingerprint; and whether an element that fails to decode
-# is skipped (a folder's unreadable file) rather than stopping the run (a prepared set's damaged
-# record).
-Source = collections.namedtuple("Source", "epoch decode count fingerprint skips_unreadable",
-                                defaults=[False])
+# decode(element) -> uint8 image; its fingerprint; whether an element that fails to decode is
+# skipped (a folder's unreadable file) rather than stopping the run (a prepared set's damaged
+# record); and, loaded conditional, label(element) -> the image's label, and the Labels.
+Source = collections.namedtuple(
+    "Source", "epoch decode count fingerprint skips_unreadable label labels",
+    defaults=[False, None, None])
 
 
 def epoch_seed(seed, epoch):
@@ -44,12 +55,22 @@ def epoch_seed(seed, epoch):
     return [tf.cast(seed, tf.int64), tf.cast(epoch, tf.int64)]
 
 
+def shuffle_together(elements, seed):
+    """Each part of a structured element (a file name and its class) in the same order: the
+    permutation stateless_shuffle draws depends on the seed and the length, not on the dtype or
+    the shape. A lone tensor is shuffled as it is."""
+    return tf.nest.map_structure(
+        lambda part: tf.random.experimental.stateless_shuffle(part, seed=seed), elements)
+
+
 def shuffled(elements, seed):
-    """A source of elements held in memory (indices, file names): each epoch a permutation of
-    all of them."""
-    elements = tf.constant(elements)
+    """A source of elements held in memory (indices, file names, or a dict of such arrays, one
+    entry per element): each epoch a permutation of all of them."""
+    # Not tf.nest over elements: it would take a list of file names for a structure.
+    elements = ({k: tf.constant(v) for k, v in elements.items()} if isinstance(elements, dict)
+                else tf.constant(elements))
     return lambda epoch: tf.data.Dataset.from_tensor_slices(
-        tf.random.experimental.stateless_shuffle(elements, seed=epoch_seed(seed, epoch)))
+        shuffle_together(elements, epoch_seed(seed, epoch)))
 
 
 def window_shuffled(elements, seed, epoch):
@@ -58,8 +79,7 @@ def window_shuffled(elements, seed, epoch):
     epoch, window), where a buffer's depends on every draw before it."""
     windows = elements.batch(SHUFFLE_WINDOW).enumerate()
     return windows.flat_map(lambda i, window: tf.data.Dataset.from_tensor_slices(
-        tf.random.experimental.stateless_shuffle(
-            window, seed=epoch_seed(seed, epoch * EPOCHS + i))))
+        shuffle_together(window, epoch_seed(seed, epoch * EPOCHS + i))))
 
 
 def mnist_digits():
@@ -102,8 +122,9 @@ def center_crop(image, crop, image_size):
 
 
 def read_manifest(data_dir):
-    """[(shard path, image count)] and the image size, after checking what can be checked
-    without reading the shards: each is there, with the size prepro.py wrote."""
+    """[(shard path, image count)], the image size and the names of the attributes stored with
+    each image (empty when prepro.py found no attribute file), after checking what can be
+    checked without reading the shards: each is there, with the size prepro.py wrote."""
     path = os.path.join(data_dir, config.MANIFEST)
     if not os.path.isfile(path):
         raise config.ConfigError(
@@ -115,6 +136,7 @@ def read_manifest(data_dir):
         shards = [(os.path.join(data_dir, s["file"]), int(s["count"]), s.get("bytes"))
                   for s in manifest["shards"]]
         size = int(manifest["size"])
+        attributes = tuple(str(name) for name in manifest.get("attributes", []))
     except (ValueError, KeyError, TypeError) as e:
         raise config.ConfigError(f"{path} is damaged ({e!r}): run python prepro.py again") from None
     if manifest.get("channels", 3) != 3 or manifest.get("encoding", "png") not in ("png", "jpeg"):
@@ -127,7 +149,7 @@ def read_manifest(data_dir):
         if expected_bytes is not None and os.path.getsize(file) != expected_bytes:
             raise config.ConfigError(f"shard {file} has {os.path.getsize(file)} bytes, not "
                                      f"{expected_bytes}: delete it and run python prepro.py again")
-    return [(file, count) for file, count, _ in shards], size
+    return [(file, count) for file, count, _ in shards], size, attributes
 
 
 def damaged_shard_error(data_dir):
@@ -143,10 +165,26 @@ def damaged_shard_error(data_dir):
     return config.ConfigError(f"a shard in {data_dir} is damaged: run python prepro.py again")
 
 
-def tfrecord_images(data_dir, image_size, channels, seed):
+def chosen_attributes(stored, wanted, data_dir):
+    """The attributes to condition on, in the order asked for (default: all that are stored)."""
+    if not stored:
+        raise config.ConfigError(
+            f"the records in {data_dir} hold no attributes: put CelebA's {config.ATTRIBUTES_FILE} "
+            "beside the images and run python prepro.py again")
+    wanted = list(wanted.split(",") if isinstance(wanted, str) else wanted or stored)
+    for name in wanted:
+        if name not in stored:
+            raise config.ConfigError(f"unknown attribute {name!r} in --attributes: choose from "
+                                     f"{','.join(stored)}")
+        if wanted.count(name) > 1:
+            raise config.ConfigError(f"--attributes names {name} twice: name each once")
+    return tuple(wanted)
+
+
+def tfrecord_images(data_dir, image_size, channels, seed, conditional=False, attributes=None):
     """The shards' records, each epoch in a shuffled shard order, interleaved, and shuffled
-    within windows."""
-    shards, size = read_manifest(data_dir)
+    within windows. Conditional: the chosen attributes of each record, as 0/1 floats."""
+    shards, size, stored = read_manifest(data_dir)
     if size != image_size:
         raise config.ConfigError(
             f"{data_dir} holds {size}x{size} images, not {image_size}x{image_size}: run python "
@@ -166,10 +204,38 @@ def tfrecord_images(data_dir, image_size, channels, seed):
 
     # The manifest names the shards, their sizes and how prepro.py made them.
     fingerprint = files_fingerprint([os.path.join(data_dir, config.MANIFEST)] + [f for f, _ in shards])
-    return Source(epoch, decode, count, fingerprint)
+    if not conditional:
+        return Source(epoch, decode, count, fingerprint)
+    chosen = chosen_attributes(stored, attributes, data_dir)
+    columns = [stored.index(name) for name in chosen]
+
+    def label(record):
+        spec = {"attributes": tf.io.FixedLenFeature([len(stored)], tf.int64)}
+        values = tf.io.parse_single_example(record, spec)["attributes"]
+        return tf.cast(tf.gather(values, columns), tf.float32)
+
+    return Source(epoch, decode, count, fingerprint, label=label,
+                  labels=Labels("attributes", chosen))
 
 
-def folder_images(data_dir, image_size, crop, seed):
+def folder_classes(data_dir, files):
+    """The class index of each file, the first-level subfolder it lies in, and the class names:
+    the subfolders that hold images, sorted. Images beside the subfolders are refused rather
+    than left out, so that the labelled stream reads the same images as the unlabelled one."""
+    parts = [os.path.relpath(f, data_dir).split(os.sep) for f in files]
+    loose = [f for f, p in zip(files, parts) if len(p) == 1]
+    if loose:
+        raise config.ConfigError(
+            f"--conditional reads a folder's classes from its subfolders, "
+            f"{os.path.join(data_dir, 'CLASS_NAME', '*.png')}, but {len(loose)} images lie in "
+            f"{data_dir} itself (e.g. {os.path.basename(loose[0])}): move them into a class "
+            "subfolder")
+    names = tuple(sorted({p[0] for p in parts}))
+    index = {name: i for i, name in enumerate(names)}
+    return np.array([index[p[0]] for p in parts], np.int32), names
+
+
+def folder_images(data_dir, image_size, crop, seed, conditional=False):
     if not data_dir:
         raise config.ConfigError("--dataset folder needs --data_dir: the folder of your images")
     files = sorted(os.path.join(root, name) for root, _, names in os.walk(data_dir)
@@ -182,14 +248,34 @@ def folder_images(data_dir, image_size, crop, seed):
         image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
         return center_crop(image, crop, image_size)
 
-    return Source(shuffled(files, seed), decode, len(files), files_fingerprint(files),
-                  skips_unreadable=True)
+    fingerprint = files_fingerprint(files)
+    if not conditional:
+        return Source(shuffled(files, seed), decode, len(files), fingerprint,
+                      skips_unreadable=True)
+    classes, names = folder_classes(data_dir, files)
+    return Source(shuffled({"file": files, "label": classes}, seed),
+                  lambda element: decode(element["file"]), len(files), fingerprint,
+                  skips_unreadable=True, label=lambda element: element["label"],
+                  labels=Labels("classes", names))
 
 
-def tfds_images(name, *, data_dir, image_size, crop, seed):
+def tfds_label_key(name, features, label_key):
+    """The ClassLabel feature to condition on: label_key, else the one called label."""
+    import tensorflow_datasets as tfds
+    classes = [k for k, f in features.items() if isinstance(f, tfds.features.ClassLabel)]
+    if (label_key or "label") in classes:
+        return label_key or "label"
+    choose = (f"pass --label_key, one of {', '.join(classes)}" if classes else
+              "it has none to condition on: choose a dataset with one")
+    raise config.ConfigError(f"tfds:{name} has no ClassLabel feature {label_key or 'label'!r} "
+                             f"(its features: {', '.join(features)}): {choose}")
+
+
+def tfds_images(name, *, data_dir, image_size, crop, seed, conditional=False, label_key=None):
     """Returns (source, image_size, channels); the size defaults to the dataset's own when its
     images are square (tfds:mnist trains at 28x28), else to 64. The images are read encoded,
-    in the dataset's file order, and shuffled within windows."""
+    in the dataset's file order, and shuffled within windows; conditional, each with its
+    ClassLabel."""
     import tensorflow_datasets as tfds  # imported here: slow, and only this source needs it
     try:
         builder = tfds.builder(name, data_dir=data_dir)
@@ -208,40 +294,87 @@ def tfds_images(name, *, data_dir, image_size, crop, seed):
     if not image_size:
         image_size = height if height == width and height else 64
     count = int(examples.cardinality())  # tfds datasets know their length
-    encoded = examples.map(lambda example: example[key])
-
-    def epoch(e):
-        return window_shuffled(encoded, seed, e)
+    fingerprint = f"{info.full_name} {count}"  # name/config/version, and its size
 
     def decode(image):
         return center_crop(info.features[key].decode_example(image), crop, image_size)
 
-    fingerprint = f"{info.full_name} {count}"  # name/config/version, and its size
-    return Source(epoch, decode, count, fingerprint), image_size, channels
+    if not conditional:
+        encoded = examples.map(lambda example: example[key])
+        return (Source(lambda e: window_shuffled(encoded, seed, e), decode, count, fingerprint),
+                image_size, channels)
+    label_key = tfds_label_key(name, info.features, label_key)
+    labelled = examples.map(lambda example: {"image": example[key],
+                                             "label": tf.cast(example[label_key], tf.int32)})
+    return (Source(lambda e: window_shuffled(labelled, seed, e),
+                   lambda element: decode(element["image"]), count, fingerprint,
+                   label=lambda element: element["label"],
+                   labels=Labels("classes", tuple(info.features[label_key].names))),
+            image_size, channels)
 
 
-def load(dataset, batch_size, *, image_size=None, data_dir=None, crop=None, seed=0):
-    """Returns Data(stream, count, image_size, channels). stream(start) is the endless stream of
-    batches from the start-th image on (start = step x batch size, to resume at a step).
+def held_images(pixels, seed):
+    """A source of images held in memory, read by index."""
+    return Source(shuffled(np.arange(len(pixels)), seed), lambda i: tf.gather(pixels, i),
+                  len(pixels), hashlib.sha256(pixels.tobytes()).hexdigest())
+
+
+def mnist_images(seed, conditional):
+    pixels, digits = mnist_digits()
+    source = held_images(pixels, seed)
+    if not conditional:
+        return source
+    digits = digits.astype(np.int32)
+    return source._replace(label=lambda i: tf.gather(digits, i),
+                           labels=Labels("classes", tuple(str(d) for d in range(10))))
+
+
+def check_label_options(dataset, label_key, attributes):
+    """label_key and attributes each choose the labels of one source: refuse them elsewhere."""
+    if label_key and not dataset.startswith("tfds:"):
+        raise config.ConfigError(f"--label_key chooses a tfds:NAME dataset's labels: "
+                                 f"--dataset {dataset} has no use for it")
+    if attributes and dataset != "celeba":
+        raise config.ConfigError(f"--attributes chooses CelebA's attributes: --dataset {dataset} "
+                                 "has no use for it")
+    if dataset == "fake":
+        raise config.ConfigError("--dataset fake has no labels to condition on: choose mnist, "
+                                 "celeba, folder or tfds:NAME")
+
+
+def load(dataset, batch_size, *, image_size=None, data_dir=None, crop=None, seed=0,
+         conditional=False, label_key=None, attributes=None):
+    """Returns Data(stream, count, image_size, channels, fingerprint, labels). stream(start) is
+    the endless stream of batches from the start-th image on (start = step x batch size, to
+    resume at a step).
 
     Epochs are reshuffled; batches run on across an epoch's end, as a repeated dataset's do.
+
+    conditional: stream yields (images, labels) batches of the same images in the same order,
+    and labels is a Labels: int32 [batch] class indices for mnist, folder and tfds:NAME (its
+    ClassLabel label_key, default "label"), float32 0/1 [batch, n] for celeba's attributes
+    (the names in attributes, in that order; default all that prepro.py stored). label_key and
+    attributes are read only when conditional.
     """
+    if conditional:
+        check_label_options(dataset, label_key, attributes)
     if dataset.startswith("tfds:"):
         source, image_size, channels = tfds_images(
-            dataset[5:], data_dir=data_dir, image_size=image_size, crop=crop, seed=seed)
+            dataset[5:], data_dir=data_dir, image_size=image_size, crop=crop, seed=seed,
+            conditional=conditional, label_key=label_key)
     elif dataset in config.DATASETS:
         defaults = config.DATASETS[dataset]
         image_size = image_size or defaults["image_size"]
         channels = defaults["channels"]
         if dataset == "celeba":
-            source = tfrecord_images(data_dir or defaults["data_dir"], image_size, channels, seed)
+            source = tfrecord_images(data_dir or defaults["data_dir"], image_size, channels, seed,
+                                     conditional, attributes)
         elif dataset == "folder":
-            source = folder_images(data_dir, image_size, crop, seed)
+            source = folder_images(data_dir, image_size, crop, seed, conditional)
+        elif dataset == "mnist":
+            source = mnist_images(seed, conditional)
         else:
-            pixels = mnist_digits()[0] if dataset == "mnist" else fake_images(image_size, channels, seed)
-            source = Source(shuffled(np.arange(len(pixels)), seed),
-                            lambda i: tf.gather(pixels, i), len(pixels),
-                            hashlib.sha256(pixels.tobytes()).hexdigest())
+            source = held_images(fake_images(image_size, channels, seed), seed)
     else:
         raise config.ConfigError(f"unknown --dataset {dataset!r}: choose one of "
                                  f"{', '.join(config.DATASETS)} or tfds:NAME")
@@ -258,11 +391,14 @@ def load(dataset, batch_size, *, image_size=None, data_dir=None, crop=None, seed
     def stream(start=0):
         first_epoch, offset = divmod(start, source.count)
         elements = tf.data.Dataset.range(first_epoch, EPOCHS).flat_map(source.epoch).skip(offset)
-        images = elements.map(lambda e: to_float(source.decode(e)),
-                              num_parallel_calls=tf.data.AUTOTUNE)
+        if conditional:  # decoded in the same map as its label: a skipped file takes both
+            read = lambda e: (to_float(source.decode(e)), source.label(e))
+        else:
+            read = lambda e: to_float(source.decode(e))
+        images = elements.map(read, num_parallel_calls=tf.data.AUTOTUNE)
         if source.skips_unreadable:  # said in a warning; the stream then runs one image short
             images = images.ignore_errors(log_warning=True)
         return (images.batch(batch_size, drop_remainder=True)
                 .prefetch(tf.data.AUTOTUNE))
 
-    return Data(stream, source.count, image_size, channels, source.fingerprint)
+    return Data(stream, source.count, image_size, channels, source.fingerprint, source.labels)

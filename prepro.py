@@ -7,10 +7,14 @@ Each image is processed as the original prepro.py did: the centre 108x108 square
 photo, resized to 64x64 with Lanczos. Unlike the original, the result is stored losslessly (PNG)
 in --shards TFRecord files, written by --workers processes. Running the same command again
 resumes: complete shards are kept, the rest are written. The same input gives the same bytes.
+When CelebA's list_attr_celeba.txt lies beside the images (in --input_dir or one level up), each
+image's 40 attributes are stored with it, as 0/1 (the file's -1/1), for conditional training.
 
 The output directory holds:
   celeba-00000-of-00016.tfrecord ...  tf.train.Example {"image": PNG bytes, "filename": source name}
-  manifest.json   what data.py reads; written last, so its presence means the set is complete
+                  and, with the attribute file, "attributes": 40 int64 0/1, in the file's order
+  manifest.json   what data.py reads, naming the attributes; written last, so its presence means
+                  the set is complete
   skipped.txt     each input that was not used, with the reason (tab-separated)
   progress.json   which shards are complete and from which input; what a rerun consults
 """
@@ -129,11 +133,18 @@ def process(name, *, input_dir, crop, size, encoding, quality):
     return None, reason, " ".join(detail.split())  # one line of skipped.txt, whatever the message
 
 
+def beside(input_dir, name):
+    """The path of CelebA's file name in input_dir or one level up (CelebA keeps its lists next
+    to the image folder); None when it is in neither."""
+    parent = os.path.dirname(os.path.abspath(input_dir))
+    candidates = [os.path.join(input_dir, name), os.path.join(parent, name)]
+    return next((p for p in candidates if os.path.isfile(p)), None)
+
+
 def read_partition(input_dir, partition):
     """Names of the files in the partition, from list_eval_partition.txt here or one level up."""
     parent = os.path.dirname(os.path.abspath(input_dir))
-    candidates = [os.path.join(input_dir, PARTITION_FILE), os.path.join(parent, PARTITION_FILE)]
-    path = next((p for p in candidates if os.path.isfile(p)), None)
+    path = beside(input_dir, PARTITION_FILE)
     if path is None:
         raise config.ConfigError(
             f"--partition {partition} needs CelebA's {PARTITION_FILE} in {input_dir} or "
@@ -152,11 +163,47 @@ def read_partition(input_dir, partition):
     return selected
 
 
+# names: the attribute names in the file's order; rows: {file name: "0110..."}, one 0/1
+# character per attribute (a string per image: about 40 MB for all of CelebA, where lists of
+# ints would take twice that).
+Attributes = collections.namedtuple("Attributes", "names rows")
+
+
+def read_attributes(input_dir):
+    """The Attributes of list_attr_celeba.txt here or one level up, or None when there is none.
+
+    CelebA's format: the image count, the attribute names, then one line per image: its name
+    and one value per attribute, -1 or 1, all whitespace-separated.
+    """
+    path = beside(input_dir, config.ATTRIBUTES_FILE)
+    if path is None:
+        return None
+    with open(path) as f:
+        lines = f.read().splitlines()
+    if len(lines) < 2 or not lines[0].strip().isdigit() or not lines[1].split():
+        raise config.ConfigError(f"{path} does not begin with an image count and the attribute "
+                                 f"names, as CelebA's {config.ATTRIBUTES_FILE} does")
+    names = lines[1].split()
+    rows = {}
+    for number, line in enumerate(lines[2:], 3):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != len(names) + 1 or not set(fields[1:]) <= {"-1", "1"}:
+            raise config.ConfigError(f"{path} line {number} is not a name and {len(names)} "
+                                     f"values of -1 or 1: {line.strip()[:80]!r}")
+        rows[fields[0]] = "".join("1" if v == "1" else "0" for v in fields[1:])
+    if len(rows) != int(lines[0]):
+        raise config.ConfigError(f"{path} lists {len(rows):,} images, but its first line says "
+                                 f"{int(lines[0]):,}: download it again")
+    return Attributes(tuple(names), rows)
+
+
 def list_inputs(input_dir, partition=None):
     """(sorted names of image files to process, sorted names of other files, each skipped)."""
     try:
         names = sorted(e.name for e in os.scandir(input_dir)
-                       if e.is_file() and e.name != PARTITION_FILE)
+                       if e.is_file() and e.name not in (PARTITION_FILE, config.ATTRIBUTES_FILE))
     except FileNotFoundError:
         raise config.ConfigError(f"input folder {input_dir} does not exist: run ./download.sh, "
                                  "or pass --input_dir") from None
@@ -178,11 +225,11 @@ def list_inputs(input_dir, partition=None):
     return images, others
 
 
-def plan_shards(input_dir, names, shards, settings):
+def plan_shards(input_dir, names, shards, settings, attributes=None):
     """[(file name, input names, key)]: contiguous runs of the sorted names, balanced in size.
 
     The key fingerprints what the shard's bytes depend on; a complete shard whose key still
-    matches is kept by a rerun.
+    matches is kept by a rerun. Without attributes it is what it was before they were stored.
     """
     shards = min(shards, len(names))
     plan = []
@@ -190,7 +237,10 @@ def plan_shards(input_dir, names, shards, settings):
         part = names[i * len(names) // shards:(i + 1) * len(names) // shards]
         stats = [os.stat(os.path.join(input_dir, n)) for n in part]
         inputs = [[n, s.st_size, s.st_mtime_ns] for n, s in zip(part, stats)]
-        key = hashlib.sha256(json.dumps([FORMAT, settings, inputs]).encode()).hexdigest()
+        described = [FORMAT, settings, inputs]
+        if attributes:
+            described.append([attributes.names, [attributes.rows[n] for n in part]])
+        key = hashlib.sha256(json.dumps(described).encode()).hexdigest()
         plan.append((SHARD.format(i, shards), part, key))
     return plan
 
@@ -243,8 +293,9 @@ def say(*args):
     print(*args, flush=True)
 
 
-# What the writing steps share: where from, where to, how, with how many processes, said where.
-Job = collections.namedtuple("Job", "input_dir output_dir settings workers out")
+# What the writing steps share: where from, where to, how, with how many processes, said where,
+# and the Attributes stored with the images (None: images alone).
+Job = collections.namedtuple("Job", "input_dir output_dir settings workers out attributes")
 
 
 def build(input_dir, output_dir, *, crop=108, size=64, shards=16, workers=None, partition=None,
@@ -255,6 +306,13 @@ def build(input_dir, output_dir, *, crop=108, size=64, shards=16, workers=None, 
                    encoding=encoding, quality=quality)
     workers = workers or cores()
     names, others = list_inputs(input_dir, partition)  # before creating anything
+    attributes = read_attributes(input_dir)
+    unlisted = [n for n in names if attributes and n not in attributes.rows]
+    if unlisted:
+        raise config.ConfigError(
+            f"{beside(input_dir, config.ATTRIBUTES_FILE)} has no line for {len(unlisted):,} of "
+            f"the images (e.g. {unlisted[0]}): add them, or move the file away to prepare the "
+            "images without attributes")
     if os.path.realpath(input_dir) == os.path.realpath(output_dir):
         raise config.ConfigError(f"--output_dir must differ from --input_dir ({input_dir})")
     settings = {"crop": crop, "size": size, "encoding": encoding, "resample": "lanczos",
@@ -262,7 +320,7 @@ def build(input_dir, output_dir, *, crop=108, size=64, shards=16, workers=None, 
     if encoding == "jpeg":
         settings["quality"] = quality
     plan = plan_shards(input_dir, names, shards,
-                       {k: v for k, v in settings.items() if k != "shards"})
+                       {k: v for k, v in settings.items() if k != "shards"}, attributes)
     try:
         os.makedirs(output_dir, exist_ok=True)
         held = lock(output_dir)
@@ -270,7 +328,7 @@ def build(input_dir, output_dir, *, crop=108, size=64, shards=16, workers=None, 
         raise config.ConfigError(f"cannot write the output folder {output_dir} ({e.strerror}): "
                                  "choose another --output_dir") from None
     try:
-        return write(Job(input_dir, output_dir, settings, workers, out), plan, others)
+        return write(Job(input_dir, output_dir, settings, workers, out, attributes), plan, others)
     finally:
         os.close(held)
 
@@ -303,7 +361,8 @@ def write(job, plan, others):
     total = sum(len(names) for _, names, _ in todo)
     job = job._replace(workers=max(1, min(job.workers, total)))
     head = (f"{input_dir} -> {output_dir}: {sum(len(n) for _, n, _ in plan):,} images in "
-            f"{len(plan)} shards")
+            f"{len(plan)} shards"
+            + (f", each with its {len(job.attributes.names)} attributes" if job.attributes else ""))
     if todo:
         job.out(f"{head}, {len(done)} already complete; preparing {total:,} images with "
                 f"{job.workers} worker{'s' if job.workers > 1 else ''}.")
@@ -331,7 +390,8 @@ def write(job, plan, others):
                 "count": count,
                 "shards": [{"file": file, "count": done[file]["count"], "bytes": done[file]["bytes"]}
                            for file, _, _ in plan],
-                "skipped": reasons, "settings": settings}
+                "skipped": reasons, "settings": settings,
+                **({"attributes": list(job.attributes.names)} if job.attributes else {})}
     text = json.dumps(manifest, indent=1) + "\n"
     if read_text(path(config.MANIFEST)) != text:  # written last: data.py finds it only when done
         files.write_text(path(config.MANIFEST), text)
@@ -367,8 +427,11 @@ def write_records(job, todo, done, *, total, pool):
 
     def example(name, image):
         feature = lambda value: tf.train.Feature(bytes_list=tf.train.BytesList(value=[value]))
-        proto = tf.train.Example(features=tf.train.Features(
-            feature={"image": feature(image), "filename": feature(name.encode())}))
+        features = {"image": feature(image), "filename": feature(name.encode())}
+        if job.attributes:
+            features["attributes"] = tf.train.Feature(int64_list=tf.train.Int64List(
+                value=[int(v) for v in job.attributes.rows[name]]))
+        proto = tf.train.Example(features=tf.train.Features(feature=features))
         return proto.SerializeToString(deterministic=True)  # map order fixed: same bytes every run
 
     settings = job.settings
@@ -419,7 +482,8 @@ def run():
 def define_flags():
     flags.DEFINE_string("input_dir", "data/img_align_celeba",
                         "folder of .jpg/.jpeg/.png/.webp images (top level only), as ./download.sh "
-                        "unpacks CelebA")
+                        f"unpacks CelebA; its {config.ATTRIBUTES_FILE} (here or one level up) is "
+                        "stored with the images")
     flags.DEFINE_string("output_dir", "data/celeba", "where the shards and manifest.json go; "
                         "running again resumes there")
     flags.DEFINE_integer("crop", 108, "side of the centre square cut from each image (original 108)")

@@ -122,21 +122,33 @@ def checkpoint_value(path, name):
     return tf.train.load_checkpoint(path).get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE")
 
 
-def write_shards(directory, size, shards=2, per_shard=5):
+def shard_attributes(number, names):
+    """The 0/1 attributes write_shards gives image number: bit j of the number for names[j]."""
+    return [(number >> j) & 1 for j in range(len(names))]
+
+
+def write_shards(directory, size, shards=2, per_shard=5, attributes=None):
     """TFRecords and a manifest as prepro.py writes them, of images of one grey level each:
-    10 * (the image's number), modulo 256."""
+    10 * (the image's number), modulo 256; with attributes (their names), each image's
+    shard_attributes too."""
     entries = []
     for s in range(shards):
         name = f"celeba-{s:05d}-of-{shards:05d}.tfrecord"
         with tf.io.TFRecordWriter(str(directory / name)) as writer:
             for i in range(per_shard):
-                pixels = np.full((size, size, 3), 10 * (s * per_shard + i) % 256, np.uint8)
+                number = s * per_shard + i
+                pixels = np.full((size, size, 3), 10 * number % 256, np.uint8)
                 buffer = io.BytesIO()
                 Image.fromarray(pixels).save(buffer, format="PNG")
-                example = tf.train.Example(features=tf.train.Features(feature={
+                feature = {
                     "image": tf.train.Feature(bytes_list=tf.train.BytesList(value=[buffer.getvalue()])),
                     "filename": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"%06d.jpg" % i])),
-                }))
+                }
+                if attributes:
+                    feature["attributes"] = tf.train.Feature(int64_list=tf.train.Int64List(
+                        value=shard_attributes(number, attributes)))
+                example = tf.train.Example(features=tf.train.Features(feature=feature))
                 writer.write(example.SerializeToString())
         entries.append({"file": name, "count": per_shard, "bytes": (directory / name).stat().st_size})
-    (directory / config.MANIFEST).write_text(json.dumps({"size": size, "shards": entries}))
+    manifest = {"size": size, "shards": entries, **({"attributes": attributes} if attributes else {})}
+    (directory / config.MANIFEST).write_text(json.dumps(manifest))

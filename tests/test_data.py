@@ -7,7 +7,7 @@ from PIL import Image
 
 import config
 import data
-from conftest import write_shards
+from conftest import shard_attributes, write_shards
 
 
 def test_mnist_is_5000_real_digits_bundled():
@@ -124,29 +124,43 @@ def test_unprepared_tfds_dataset_says_how_to_prepare_it(tmp_path):
         data.load("tfds:mnist", batch_size=4, data_dir=str(tmp_path))
 
 
-def images_of(loaded, start, n):
-    """The first n images of loaded.stream(start), as float32 pixels."""
+def examples_of(loaded, start, n):
+    """The first n elements of loaded.stream(start) as NumPy arrays: images, or (images,
+    labels) when it is conditional."""
     found, total = [], 0
     for batch in loaded.stream(start):
-        found.append(batch.numpy())
-        total += len(found[-1])
+        found.append(tf.nest.map_structure(lambda t: t.numpy(), batch))
+        total += len(tf.nest.flatten(found[-1])[0])
         if total >= n:
-            return np.concatenate(found)[:n]
+            return tf.nest.map_structure(lambda *parts: np.concatenate(parts)[:n], *found)
 
 
-def loaded_source(name, tmp_path):
-    """A small dataset of each source, batches of 3."""
+def images_of(loaded, start, n):
+    """The first n images of loaded.stream(start), as float32 pixels."""
+    return examples_of(loaded, start, n)
+
+
+ATTRIBUTES = ["Bald", "Smiling", "Male", "Young"]
+
+
+def loaded_source(name, tmp_path, **options):
+    """A small dataset of each source, batches of 3, labelled (a folder in class subfolders,
+    shards with attributes) so that each can also be loaded conditional."""
     if name == "celeba":
-        write_shards(tmp_path, size=8, shards=3, per_shard=4)
-        return data.load("celeba", batch_size=3, image_size=8, data_dir=str(tmp_path))
+        if not (tmp_path / config.MANIFEST).exists():
+            write_shards(tmp_path, size=8, shards=3, per_shard=4, attributes=ATTRIBUTES)
+        return data.load("celeba", batch_size=3, image_size=8, data_dir=str(tmp_path), **options)
     if name == "folder":
-        rng = np.random.default_rng(0)
-        for i in range(7):
-            Image.fromarray(rng.integers(0, 256, (12, 10, 3), np.uint8)).save(tmp_path / f"{i}.png")
-        return data.load("folder", batch_size=3, image_size=8, data_dir=str(tmp_path))
+        if not any(tmp_path.iterdir()):
+            rng = np.random.default_rng(0)
+            for i in range(7):
+                (tmp_path / "abc"[i % 3]).mkdir(exist_ok=True)
+                Image.fromarray(rng.integers(0, 256, (12, 10, 3), np.uint8)).save(
+                    tmp_path / "abc"[i % 3] / f"{i}.png")
+        return data.load("folder", batch_size=3, image_size=8, data_dir=str(tmp_path), **options)
     if name == "mnist":
-        return data.load("mnist", batch_size=500, image_size=8)
-    return data.load(name, batch_size=3, image_size=8)
+        return data.load("mnist", batch_size=500, image_size=8, **options)
+    return data.load(name, batch_size=3, image_size=8, **options)
 
 
 @pytest.mark.parametrize("name", ["fake", "mnist", "celeba", "folder", "tfds:mnist"])
@@ -164,6 +178,146 @@ def test_the_stream_starts_at_any_image_as_if_it_had_run_from_the_first(tmp_path
     assert not np.array_equal(first, second)  # each epoch in its own order
     key = lambda a: sorted(map(bytes, a.reshape(len(a), -1)))
     assert key(first) == key(second)  # of the same images
+
+
+@pytest.mark.parametrize("name", ["mnist", "celeba", "folder", "tfds:mnist"])
+def test_the_labelled_stream_is_the_stream_with_labels_and_starts_at_any_image(tmp_path, name):
+    """Conditional, the stream is the same images in the same order, and stream(start) with
+    its labels is still the stream from the first image less its first start examples."""
+    import tensorflow_datasets as tfds
+    with tfds.testing.mock_data(num_examples=10):
+        count = loaded_source(name, tmp_path).count
+        plain = images_of(loaded_source(name, tmp_path), 0, 2 * count + 10)
+        labelled = loaded_source(name, tmp_path, conditional=True)
+        images, labels = examples_of(labelled, 0, 2 * count + 10)
+        np.testing.assert_array_equal(images, plain)
+        assert len(np.unique(labels, axis=0)) > 1
+        # Each image has one label in every epoch: were the labels in another order than their
+        # images, an image would meet another label in the next epoch.
+        pairs = {(image.tobytes(), label.tobytes()) for image, label in zip(images, labels)}
+        assert len(pairs) == len({image.tobytes() for image in images})
+        for start in (1, count - 2, count + 4, 2 * count + 1):
+            tail_images, tail_labels = examples_of(labelled, start, 9)
+            np.testing.assert_array_equal(tail_images, images[start:start + 9])
+            np.testing.assert_array_equal(tail_labels, labels[start:start + 9])
+
+
+def pixel_key(image):
+    """An image of the stream, back to the uint8 pixels it was read from, as bytes."""
+    return np.rint((image + 1) * 127.5).astype(np.uint8).tobytes()
+
+
+def test_mnist_labels_are_the_digits_shown():
+    digits, labels = data.mnist_digits()
+    label_of = {image.tobytes(): label for image, label in zip(digits, labels)}
+    assert len(label_of) == len(digits)  # each image tells its label
+    loaded = data.load("mnist", batch_size=1000, conditional=True)
+    assert loaded.labels == data.Labels("classes", tuple("0123456789"))
+    images, got = examples_of(loaded, 0, 5000)
+    assert got.dtype == np.int32 and got.shape == (5000,)
+    assert [label_of[pixel_key(image)] for image in images] == list(got)
+    assert sorted(label_of[pixel_key(image)] for image in images) == sorted(labels)  # an epoch
+
+
+def test_folder_classes_are_its_subfolders_and_every_image_keeps_its_own(tmp_path):
+    """Each image's grey level is 20 x its class + its number in the class; a class's images
+    may lie deeper, a subfolder without images is no class, and an unreadable file is skipped
+    with its label."""
+    layout = {"cat": ["1.png", "2.jpg", "kittens/3.png"], "dog": ["1.png", "old/pup/2.webp"],
+              "emu": ["1.png"]}
+    for c, (folder, names) in enumerate(sorted(layout.items())):
+        for i, name in enumerate(names):
+            (tmp_path / folder / name).parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((10, 10, 3), 20 * c + i, np.uint8)).save(
+                tmp_path / folder / name, quality=100, lossless=True)
+    (tmp_path / "empty" / "deeper").mkdir(parents=True)
+    (tmp_path / "dog" / "broken.png").write_bytes(b"not a png")
+    loaded = data.load("folder", batch_size=2, image_size=10, data_dir=str(tmp_path),
+                       conditional=True)
+    assert loaded.labels == data.Labels("classes", ("cat", "dog", "emu"))
+    images, labels = examples_of(loaded, 0, 6)  # the 6 readable images of the first epoch
+    assert labels.dtype == np.int32
+    grey = np.rint((images[:, 0, 0, 0] + 1) * 127.5).astype(int)
+    assert sorted(zip(labels, grey)) == [(0, 0), (0, 1), (0, 2), (1, 20), (1, 21), (2, 40)]
+    assert list(labels) == list(grey // 20)
+
+
+def test_folder_without_class_subfolders_is_refused_for_labels(tmp_path):
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(tmp_path / "a.png")
+    with pytest.raises(config.ConfigError, match=r"from its subfolders, .*CLASS_NAME/\*\.png, "
+                                                 r"but 1 images lie in .* \(e\.g\. a\.png\)"):
+        data.load("folder", batch_size=1, data_dir=str(tmp_path), conditional=True)
+    (tmp_path / "cat").mkdir()  # beside class subfolders, an image still has no class
+    Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(tmp_path / "cat" / "b.png")
+    with pytest.raises(config.ConfigError, match="but 1 images lie in"):
+        data.load("folder", batch_size=1, data_dir=str(tmp_path), conditional=True)
+    assert data.load("folder", batch_size=1, data_dir=str(tmp_path)).count == 2  # no labels: fine
+
+
+def test_tfds_labels_are_each_examples_class_label():
+    import tensorflow_datasets as tfds
+    with tfds.testing.mock_data(num_examples=12):
+        label_of = {example["image"].numpy().tobytes(): int(example["label"]) for example in
+                    tfds.builder("mnist").as_dataset(split="train", shuffle_files=False)}
+        assert len(label_of) == 12 and len(set(label_of.values())) > 1
+        loaded = data.load("tfds:mnist", batch_size=4, conditional=True)
+        assert loaded.labels == data.Labels("classes", tuple("0123456789"))
+        images, labels = examples_of(loaded, 0, 12)
+    assert labels.dtype == np.int32
+    assert [label_of[pixel_key(image)] for image in images] == list(labels)
+    assert sorted(map(pixel_key, images)) == sorted(label_of)  # each example once
+
+
+def test_tfds_without_a_class_label_names_its_features():
+    import tensorflow_datasets as tfds
+    with tfds.testing.mock_data(num_examples=4):
+        with pytest.raises(config.ConfigError, match=r"tfds:celeb_a has no ClassLabel feature "
+                                                     r"'label' \(its features: image, landmarks, "
+                                                     r"attributes, identity\): it has none "
+                                                     r"to condition on: choose a dataset"):
+            data.load("tfds:celeb_a", batch_size=2, conditional=True)
+        with pytest.raises(config.ConfigError, match="'image' .*pass --label_key, one of label"):
+            data.load("tfds:mnist", batch_size=2, conditional=True, label_key="image")
+
+
+def test_celeba_attributes_are_chosen_by_name_in_the_order_asked(tmp_path):
+    write_shards(tmp_path, size=8, shards=2, per_shard=5, attributes=ATTRIBUTES)
+    load = lambda **kw: data.load("celeba", batch_size=5, image_size=8, data_dir=str(tmp_path),
+                                  conditional=True, **kw)
+    for chosen in [ATTRIBUTES, ["Young", "Bald"], "Male,Smiling"]:
+        loaded = load(attributes=None if chosen is ATTRIBUTES else chosen)
+        names = chosen.split(",") if isinstance(chosen, str) else chosen
+        assert loaded.labels == data.Labels("attributes", tuple(names))
+        images, labels = examples_of(loaded, 0, 10)
+        assert labels.dtype == np.float32 and labels.shape == (10, len(names))
+        numbers = np.rint((images[:, 0, 0, 0] + 1) * 127.5).astype(int) // 10
+        columns = [ATTRIBUTES.index(n) for n in names]
+        expected = [[shard_attributes(n, ATTRIBUTES)[c] for c in columns] for n in numbers]
+        np.testing.assert_array_equal(labels, expected)
+    with pytest.raises(config.ConfigError, match="unknown attribute 'Smile' in --attributes: "
+                                                 "choose from Bald,Smiling,Male,Young"):
+        load(attributes=["Smile"])
+    with pytest.raises(config.ConfigError, match="--attributes names Male twice"):
+        load(attributes=["Male", "Bald", "Male"])
+
+
+def test_celeba_records_without_attributes_are_refused_for_labels(tmp_path):
+    write_shards(tmp_path, size=8)
+    with pytest.raises(config.ConfigError, match="hold no attributes: put CelebA's "
+                                                 "list_attr_celeba.txt beside the images and run "
+                                                 "python prepro.py again"):
+        data.load("celeba", batch_size=2, image_size=8, data_dir=str(tmp_path), conditional=True)
+
+
+def test_labels_where_there_are_none_to_choose_are_refused():
+    with pytest.raises(config.ConfigError, match="--dataset fake has no labels"):
+        data.load("fake", batch_size=2, conditional=True)
+    with pytest.raises(config.ConfigError, match="--attributes chooses CelebA's"):
+        data.load("mnist", batch_size=2, conditional=True, attributes=["Smiling"])
+    with pytest.raises(config.ConfigError, match="--label_key chooses a tfds:NAME"):
+        data.load("mnist", batch_size=2, conditional=True, label_key="label")
+    plain = data.load("fake", batch_size=2)
+    assert plain.labels is None and next(iter(plain.stream())).shape == (2, 64, 64, 3)
 
 
 def test_the_fingerprint_changes_with_the_images_and_with_nothing_else(tmp_path):

@@ -300,3 +300,96 @@ def test_one_writer_at_a_time(tmp_path):
     finally:
         os.close(held)
     assert build(source, out)["count"] == 2
+
+
+CELEBA_ATTRIBUTES = (
+    "5_o_Clock_Shadow Arched_Eyebrows Attractive Bags_Under_Eyes Bald Bangs Big_Lips Big_Nose "
+    "Black_Hair Blond_Hair Blurry Brown_Hair Bushy_Eyebrows Chubby Double_Chin Eyeglasses Goatee "
+    "Gray_Hair Heavy_Makeup High_Cheekbones Male Mouth_Slightly_Open Mustache Narrow_Eyes No_Beard "
+    "Oval_Face Pale_Skin Pointy_Nose Receding_Hairline Rosy_Cheeks Sideburns Smiling Straight_Hair "
+    "Wavy_Hair Wearing_Earrings Wearing_Hat Wearing_Lipstick Wearing_Necklace Wearing_Necktie "
+    "Young").split()
+
+
+def write_attributes(path, names, seed=0):
+    """list_attr_celeba.txt as CelebA has it (count, names with a trailing space, then -1/1 values
+    aligned with two spaces before a 1) for names; returns {name: [0/1, ...]}."""
+    rng = np.random.default_rng(seed)
+    values = {name: rng.integers(0, 2, len(CELEBA_ATTRIBUTES)).tolist() for name in names}
+    lines = [str(len(names)), " ".join(CELEBA_ATTRIBUTES) + " "]
+    lines += [f"{name} " + " ".join(f"{2 * v - 1:2d}" for v in row) for name, row in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return values
+
+
+def stored_attributes(out):
+    """{filename: [0/1, ...]} of every record, or {filename: None} where there are none."""
+    found = {}
+    for shard in json.loads((out / "manifest.json").read_text())["shards"]:
+        for record in tf.data.TFRecordDataset(str(out / shard["file"])):
+            feature = tf.train.Example.FromString(record.numpy()).features.feature
+            name = feature["filename"].bytes_list.value[0].decode()
+            found[name] = list(feature["attributes"].int64_list.value) \
+                if "attributes" in feature else None
+    return found
+
+
+def test_attributes_beside_the_images_are_stored_with_each_and_read_by_name(tmp_path):
+    source, out = tmp_path / "img_align_celeba", tmp_path / "out"
+    names = make_inputs(source, 6)
+    build(source, out, shards=2, workers=1)
+    assert "attributes" not in json.loads((out / "manifest.json").read_text())
+    with pytest.raises(config.ConfigError, match="hold no attributes: .* prepro.py again"):
+        data.load("celeba", batch_size=2, data_dir=str(out), conditional=True)
+
+    # Beside the image folder, as CelebA has it; it may list images that are not there.
+    values = write_attributes(tmp_path / "list_attr_celeba.txt", names + ["999999.jpg"])
+    said = []
+    manifest = prepro.build(str(source), str(out), shards=2, workers=1, out=said.append)
+    assert "each with its 40 attributes, 0 already complete" in said[0]  # all rewritten
+    assert manifest["attributes"] == CELEBA_ATTRIBUTES
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    assert stored_attributes(out) == {name: values[name] for name in names}
+    before = snapshot(out)
+    build(source, out, shards=2, workers=1)
+    assert snapshot(out) == before  # a rerun with the same attributes rewrites nothing
+
+    chosen = ["Smiling", "Male", "Eyeglasses"]
+    loaded = data.load("celeba", batch_size=6, data_dir=str(out), conditional=True,
+                       attributes=chosen)
+    assert loaded.labels == data.Labels("attributes", tuple(chosen))
+    images, labels = next(iter(loaded.stream()))
+    pixels = {prepro.prepare(str(source / n), 108, 64).tobytes(): n for n in names}
+    shown = [pixels[np.rint((image + 1) * 127.5).astype(np.uint8).tobytes()] for image in images]
+    assert sorted(shown) == names  # PNG: each image exactly, once
+    columns = [CELEBA_ATTRIBUTES.index(c) for c in chosen]
+    np.testing.assert_array_equal(labels, [[values[n][c] for c in columns] for n in shown])
+    with pytest.raises(config.ConfigError, match="unknown attribute 'Smile' .*: choose from "
+                                                 "5_o_Clock_Shadow,Arched_Eyebrows,"):
+        data.load("celeba", batch_size=2, data_dir=str(out), conditional=True, attributes="Smile")
+
+    # In the image folder itself it is read the same, and is not an input to skip.
+    (tmp_path / "list_attr_celeba.txt").rename(source / "list_attr_celeba.txt")
+    build(source, tmp_path / "inside", shards=2, workers=1)
+    assert (tmp_path / "inside" / "skipped.txt").read_text() == ""
+    for shard in manifest["shards"]:
+        file = shard["file"]
+        assert (tmp_path / "inside" / file).read_bytes() == (out / file).read_bytes()
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda text: text.replace("000002.jpg", "000009.jpg"),
+     r"has no line for 1 of the images \(e.g. 000002.jpg\): add them, or move the file away"),
+    (lambda text: text.replace(" 1 ", " 0 ", 1), r"line 3 is not a name and 40 values of -1 or 1"),
+    (lambda text: "4" + text[1:], "lists 3 images, but its first line says 4: download it again"),
+    (lambda text: text.split("\n", 1)[1], "does not begin with an image count and the attribute"),
+])
+def test_a_bad_attribute_file_is_a_one_line_error_that_writes_nothing(tmp_path, damage, message):
+    source, out = tmp_path / "img", tmp_path / "out"
+    names = make_inputs(source, 3)
+    write_attributes(source / "list_attr_celeba.txt", names, seed=1)
+    path = source / "list_attr_celeba.txt"
+    path.write_text(damage(path.read_text()))
+    with pytest.raises(config.ConfigError, match=message):
+        build(source, out, workers=1)
+    assert not out.exists()
