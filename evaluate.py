@@ -29,7 +29,7 @@ import config
 import data
 from metrics import evaluation, precision_recall
 from utils import cli, files
-from utils.run_dir import EMA_FLAG_HELP, RunDir, describe, load_generator
+from utils.run_dir import EMA_FLAG_HELP, RunDir, describe, has_ema, load_generator
 
 NUM_SAMPLES = 50_000  # the field's standard for FID, CelebA 64x64 included
 
@@ -118,13 +118,14 @@ def run():
         result = {**evaluation.score(evaluator, snapshot.generator,
                                      f"generated (step {snapshot.step})"),
                   "step": snapshot.step, "checkpoint": snapshot.checkpoint, "dataset": dataset,
-                  "generator": "ema" if snapshot.ema else "trained"}
+                  "generator": "ema" if snapshot.ema else "trained",
+                  "noema": not snapshot.ema and has_ema(snapshot.checkpoint)}
         written.append(evaluation.record(run_dir, result))
         tags = write_scalars(run_dir, result)
         print(f"{evaluation.summary(result)}; {describe(snapshot)}", flush=True)
         results.append(result)
     if FLAGS.all:
-        written.append(os.path.join(run_dir.eval, f"fid_{evaluator.name}.png"))
+        written.append(os.path.join(run_dir.eval, f"fid_{evaluation.result_name(result)}.png"))
         evaluation.plot_fid(results, written[-1], title=run_dir.path)
     print(f"Wrote {', '.join(written)}, and {', '.join(tags)} to {run_dir.logs} "
           f"({cli.format_duration(time.perf_counter() - start)} in all).")

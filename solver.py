@@ -224,8 +224,14 @@ class Solver:
     def update_ema(self):
         """generator_ema <- d * generator_ema + (1 - d) * generator, for every variable: the
         weights, and the batch norms' moving statistics too, so that each statistic is averaged
-        over the same steps as the weights it normalises for."""
-        d = self.ema_decay
+        over the same steps as the weights it normalises for.
+
+        d is --ema_decay, but at most (1 + t) / (10 + t) after t steps, as
+        tf.train.ExponentialMovingAverage's num_updates has it: else the average of a short run
+        is still mostly the untrained generator it starts from (0.999^1000 = 37% of it).
+        """
+        t = tf.cast(self.step, tf.float32)
+        d = tf.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
         for average, variable in zip(self.generator_ema.variables, self.generator.variables):
             average.assign(d * average + (1.0 - d) * variable)
 

@@ -136,9 +136,15 @@ def score(evaluator, generator, what="generated"):
                    if predictions else {}))
 
 
+def result_name(result):
+    """FEATURES, and _noema for the generator as trained of a run that has an average (which
+    its own scores are of), so that neither's scores replace the other's."""
+    return result["features"] + ("_noema" if result.get("noema") else "")
+
+
 def scalars(result):
-    """{TensorBoard tag: value} of a result: eval/METRIC_FEATURES."""
-    name = result["features"]
+    """{TensorBoard tag: value} of a result: eval/METRIC_NAME."""
+    name = result_name(result)
     values = {f"eval/{metric}_{name}": result[key] for metric, key in
               [("fid", "fid"), ("kid", "kid_mean"), ("precision", "precision"),
                ("recall", "recall")]}
@@ -158,8 +164,8 @@ def summary(result):
 
 
 def record(run_dir, result):
-    """RUN/eval/step_STEP_FEATURES.json; returns its path."""
-    path = run_dir.eval_json(result["step"], result["features"])
+    """RUN/eval/step_STEP_NAME.json; returns its path."""
+    path = run_dir.eval_json(result["step"], result_name(result))
     files.write_json(path, result)
     return path
 

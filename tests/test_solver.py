@@ -206,13 +206,16 @@ def test_train_step_is_traced_once(solver, real_batch):
 def test_the_average_moves_each_generator_variable_by_the_decay_and_trains_nothing(real_batch):
     solver = Solver(*tiny_models(), ema_decay=0.75)
     assert_same(snapshot(solver.generator.variables), solver.generator_ema.variables)  # starts equal
-    for _ in range(2):
+    # The decay, but at most (1 + t) / (10 + t) at step t: 0.1 and 0.18, then 0.75 from step 26.
+    for step, decay in [(0, 0.1), (1, 2 / 11), (30, 0.75)]:
+        solver.step.assign(step)
         average = snapshot(solver.generator_ema.variables)
         solver.train_step(real_batch)
         trained = snapshot(solver.generator.variables)
-        # Weights and batch norm statistics alike: 0.75 of the average, 0.25 of the generator now.
+        # Weights and batch norm statistics alike.
         for old, new, now in zip(average, trained, solver.generator_ema.variables):
-            np.testing.assert_allclose(now.numpy(), 0.75 * old + 0.25 * new, rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(now.numpy(), decay * old + (1 - decay) * new, rtol=1e-5,
+                                       atol=1e-6)
     assert not np.array_equal(trained[0], solver.generator_ema.variables[0].numpy())
     # The sampler's images are the average's.
     z = solver.sample_z(4, 0)

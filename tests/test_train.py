@@ -466,3 +466,27 @@ def test_scores_without_their_feature_network_stop_before_training_in_one_line(t
     assert f"put {features.INCEPTION_WEIGHTS} in {tmp_path}/keras/models/" in line
     assert "--eval_features mnist" in line and line.endswith("--eval_every 0")
     assert not (tmp_path / "run").exists()
+
+
+# --- a conditional run --------------------------------------------------------------------------
+def test_a_short_conditional_mnist_run_draws_the_digits_asked_for(tmp_path):
+    """Chance is 10%; 300 small steps read about half their digits as asked."""
+    out = tmp_path / "run"
+    args = ["--dataset=mnist", "--conditional", "--batch_size=64", "--gf_dim=16",
+            "--df_dim=16", "--log_every=100", f"--cache_dir={tmp_path}/cache", f"--out_dir={out}"]
+    result = train(*args, "--max_steps=300", "--eval_every=300", "--eval_samples=1000")
+    assert result.returncode == 0, result.stderr
+    assert "Conditional DCGAN on mnist, conditioned on 10 classes (0, 1, 2" in result.stdout
+    score = json.loads((out / "eval" / "step_0000300_mnist.json").read_text())
+    assert score["conditional_accuracy"] > 0.25, score
+    arch = json.loads((out / "flags.json").read_text())["architecture"]
+    assert arch["labels"] == "classes" and arch["label_names"] == list("0123456789")
+    # Resuming without the labels is refused, in one line that names both.
+    line = error_line(train(*args[:1], *args[2:], "--max_steps=400"), "train.py")
+    assert "label_names=('0', '1'" in line and "labels=classes" in line
+
+
+def test_conditional_on_a_source_without_labels_is_one_line(tmp_path):
+    line = error_line(train(*TINY, "--conditional", f"--out_dir={tmp_path}/run"), "train.py")
+    assert "fake" in line
+    assert not (tmp_path / "run").exists()
