@@ -347,6 +347,7 @@ def dataset_args(name, tmp_path):
     ("fake", [signal.SIGKILL, signal.SIGTERM], []),
     ("fake", [signal.SIGKILL], ["--strategy=mirrored"]),
     ("fake", [signal.SIGKILL], ["--ema_decay=0.9"]),
+    ("mnist", [signal.SIGKILL], ["--conditional"]),
 ])
 def test_a_stopped_and_resumed_run_ends_as_the_run_that_never_stopped(tmp_path, name, stops,
                                                                       options):
