@@ -18,7 +18,7 @@ from absl import flags
 
 import config
 import data
-from metrics import evaluation
+from metrics import evaluation, precision_recall
 from model import Architecture, Discriminator, Generator, count_params
 from solver import Solver
 from utils import cli
@@ -34,6 +34,12 @@ def check_flags():
         value = FLAGS[name].value
         if value is not None and value <= 0:
             raise config.ConfigError(f"--{name} must be a positive number, not {value}")
+    if FLAGS.eval_every is not None and FLAGS.eval_every < 0:
+        raise config.ConfigError(f"--eval_every must be 0 (no scores) or more, not "
+                                 f"{FLAGS.eval_every}")
+    if FLAGS.eval_samples <= precision_recall.K:
+        raise config.ConfigError(f"--eval_samples must be at least {precision_recall.K + 1}, not "
+                                 f"{FLAGS.eval_samples}")
     if not FLAGS.lr > 0:
         raise config.ConfigError(f"--lr must be a positive number, not {FLAGS.lr}")
     if not 0 <= FLAGS.beta1 < 1:

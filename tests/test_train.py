@@ -91,6 +91,9 @@ def test_mismatched_architecture_is_one_line_and_writes_nothing(tmp_path):
     (["--batch_size=many"], "--batch_size=many"),
     (["--no_such_flag=1"], "no_such_flag"),
     (["--strategy=multi_worker"], "--strategy multi_worker needs TF_CONFIG"),
+    (["--eval_every=-1"], "--eval_every must be 0 (no scores) or more"),
+    (["--eval_samples=3"], "--eval_samples must be at least 4"),
+    (["--ema_decay=1"], "--ema_decay must be in [0, 1)"),
 ])
 def test_bad_input_is_one_line_nonzero_and_writes_nothing(tmp_path, args, says):
     (tmp_path / "empty").mkdir()
