@@ -59,16 +59,19 @@ def make_strategy(name):
     return tf.distribute.get_strategy()
 
 
-def scorer(images, eval_every):
+def scorer(images, arch, eval_every):
     """score(generator, step): the scores of --eval_samples generated images against as many
     of the run's real images, whose statistics are computed (or read from the cache) now."""
     features = FLAGS.eval_features or ("mnist" if FLAGS.dataset == "mnist" else "inception")
-    real = data.load(FLAGS.dataset, evaluation.BATCH_SIZE, image_size=images.image_size,
-                     data_dir=FLAGS.data_dir, crop=FLAGS.crop, seed=FLAGS.seed)
-    count = min(FLAGS.eval_samples, real.count)
+    batch_size = min(evaluation.BATCH_SIZE, images.count)
     try:
+        evaluation.asked_labels(arch, 0)  # refuses what it cannot score, before training
+        real = data.load(FLAGS.dataset, batch_size, image_size=images.image_size,
+                         data_dir=FLAGS.data_dir, crop=FLAGS.crop, seed=FLAGS.seed)
+        count = min(FLAGS.eval_samples, real.count)
         evaluator = evaluation.prepare(real, features, count=count, seed=FLAGS.seed,
-                                       cache_dir=FLAGS.cache_dir, what=f"real ({FLAGS.dataset})")
+                                       batch_size=batch_size, cache_dir=FLAGS.cache_dir,
+                                       what=f"real ({FLAGS.dataset})")
     except config.ConfigError as e:  # its words name evaluate.py's flag, --features
         raise config.ConfigError(str(e).replace("--features", "--eval_features")
                                  + "; or train without scores: --eval_every 0") from None
@@ -125,7 +128,7 @@ def run():
                   else FLAGS.eval_every)
     score = None
     if eval_every and solver.chief:  # before anything is written: the network may be missing
-        score = scorer(images, eval_every)
+        score = scorer(images, arch, eval_every)
     solver.run_dir.create(lock=solver.chief)  # refused if another train.py is writing there
     if solver.chief:  # how the run was made, for evaluate.py (which real images) and for people
         flag_values = {f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])}

@@ -494,3 +494,16 @@ def test_conditional_on_a_source_without_labels_is_one_line(tmp_path):
     line = error_line(train(*TINY, "--conditional", f"--out_dir={tmp_path}/run"), "train.py")
     assert "fake" in line
     assert not (tmp_path / "run").exists()
+
+
+def test_a_run_conditioned_on_attributes_trains_but_cannot_be_scored_yet(tmp_path):
+    write_shards(tmp_path, size=16, shards=2, per_shard=8, attributes=["Smiling", "Male"])
+    args = ["--dataset=celeba", f"--data_dir={tmp_path}", "--image_size=16", "--gf_dim=8",
+            "--df_dim=8", "--batch_size=4", "--conditional", "--attributes=Male",
+            "--max_steps=2", f"--cache_dir={tmp_path}/cache"]
+    line = error_line(train(*args, "--eval_every=1", f"--out_dir={tmp_path}/scored"), "train.py")
+    assert "conditioned on attributes is not supported" in line and line.endswith("--eval_every 0")
+    assert not (tmp_path / "scored").exists()
+    result = train(*args, f"--out_dir={tmp_path}/run")
+    assert result.returncode == 0, result.stderr
+    assert "conditioned on 1 attributes (Male)" in result.stdout
