@@ -47,6 +47,14 @@ def real_source(run_dir, dataset, data_dir):
         raise config.ConfigError(f"{run_dir.flags_json} is damaged ({e!r}): pass --dataset") from None
 
 
+def label_key(run_dir):
+    """The run's --label_key (a tfds ClassLabel), from its flags.json, if it has one."""
+    try:
+        return run_dir.read_flags().get("label_key")
+    except (config.ConfigError, AttributeError):
+        return None
+
+
 def check_flags():
     if not FLAGS.out_dir:
         raise config.ConfigError("pass --out_dir: the run directory to evaluate")
@@ -111,18 +119,27 @@ def run():
         images, FLAGS.features, count=sample_count(FLAGS.num_samples, images.count),
         seed=FLAGS.seed, batch_size=FLAGS.batch_size, cache_dir=FLAGS.cache_dir,
         what=f"real ({dataset})")
+    real_classes = None
+    if arch.labels == "classes":  # the real images again, with their labels, for FID by class
+        labelled = data.load(dataset, FLAGS.batch_size, image_size=arch.image_size,
+                             data_dir=data_dir, crop=crop, seed=FLAGS.seed, conditional=True,
+                             label_key=label_key(run_dir))
+        real_classes = evaluation.real_by_class(labelled, evaluator)
     results, written = [], []
     for path in paths:
         if path != paths[0]:
             snapshot = load_generator(run_dir, path, FLAGS.ema)
         result = {**evaluation.score(evaluator, snapshot.generator,
-                                     f"generated (step {snapshot.step})"),
+                                     f"generated (step {snapshot.step})", real_classes),
                   "step": snapshot.step, "checkpoint": snapshot.checkpoint, "dataset": dataset,
                   "generator": "ema" if snapshot.ema else "trained",
                   "noema": not snapshot.ema and has_ema(snapshot.checkpoint)}
         written.append(evaluation.record(run_dir, result))
         tags = write_scalars(run_dir, result)
         print(f"{evaluation.summary(result)}; {describe(snapshot)}", flush=True)
+        if "fid_per_class" in result:
+            print("FID by class: " + ", ".join(f"{name} {fid:.2f}" for name, fid
+                                               in result["fid_per_class"].items()))
         results.append(result)
     if FLAGS.all:
         written.append(os.path.join(run_dir.eval, f"fid_{evaluation.result_name(result)}.png"))

@@ -109,17 +109,39 @@ def classified(pixel_batches, network, predictions):
         yield pixels
 
 
-def score(evaluator, generator, what="generated"):
+def real_by_class(labelled, evaluator, what="real, by class"):
+    """{class: Statistics} of the real images of a class-labelled data.Data, the same first
+    count images as the evaluator's."""
+    pixels = features.real_pixels(labelled.stream(), evaluator.count, evaluator.batch_size)
+    return features.feature_statistics(pixels, evaluator.network, evaluator.count, what,
+                                       by_class=True)[1]
+
+
+def score(evaluator, generator, what="generated", real_classes=None):
     """The scores of generator's sampler, as a dict that evaluate.py and train.py record. Of a
     conditional MNIST run, also its conditional accuracy: the share of digits that the bundled
-    classifier reads as the digit asked for."""
+    classifier reads as the digit asked for. real_classes (real_by_class): also the FID of
+    each class whose images, real and generated, outnumber the features (so that both
+    covariances can have full rank)."""
     count, seed = evaluator.count, evaluator.seed
     y = asked_labels(generator.arch, count)
     pixels = features.generated_pixels(generator, count, evaluator.batch_size, seed, y)
     predictions = []
     if reads_digits(generator.arch):
         pixels = classified(pixels, classifier.load(), predictions)
-    generated = features.feature_statistics(pixels, evaluator.network, count, what)
+    by_class = real_classes is not None and y is not None
+    if by_class:
+        classes, size = np.argmax(y, axis=1), evaluator.batch_size
+        pixels = ((p, classes[i * size:(i + 1) * size]) for i, p in enumerate(pixels))
+    generated = features.feature_statistics(pixels, evaluator.network, count, what, by_class)
+    per_class = {}
+    if by_class:
+        generated, generated_classes = generated
+        names = generator.arch.label_names
+        per_class = {names[c]: distances.frechet_distance(*real_classes[c].mu_sigma(),
+                                                          *side.mu_sigma())
+                     for c, side in generated_classes.items() if c in real_classes
+                     and min(side.count, real_classes[c].count) > len(side.shift)}
     real = evaluator.real
     fid = distances.frechet_distance(*real.mu_sigma(), *generated.mu_sigma())
     real_kept, generated_kept = real.kept_features(), generated.kept_features()
@@ -133,7 +155,8 @@ def score(evaluator, generator, what="generated"):
                 pr_num_real=len(real_kept), pr_num_generated=len(generated_kept),
                 **({"conditional_accuracy": float(np.mean(np.concatenate(predictions)
                                                          == np.argmax(y, axis=1)))}
-                   if predictions else {}))
+                   if predictions else {}),
+                **({"fid_per_class": per_class} if per_class else {}))
 
 
 def result_name(result):

@@ -122,10 +122,15 @@ def network_input(pixels, network):
 def real_pixels(batches, count, batch_size):
     """The first count images of the shuffled stream, as uint8, by the same path as generated
     ones. With count at most the dataset's size they are distinct images, but for the last
-    batch when the batch size does not divide the dataset (it opens the next epoch)."""
+    batch when the batch size does not divide the dataset (it opens the next epoch). A stream
+    of (images, labels) gives (pixels, labels)."""
     batches = iter(batches)
     for start in range(0, count, batch_size):
-        yield to_pixels(next(batches)[:count - start])
+        batch = next(batches)
+        if isinstance(batch, tuple):
+            yield to_pixels(batch[0][:count - start]), batch[1][:count - start].numpy()
+        else:
+            yield to_pixels(batch[:count - start])
 
 
 def generated_pixels(generator, count, batch_size, seed, y=None):
@@ -135,14 +140,19 @@ def generated_pixels(generator, count, batch_size, seed, y=None):
     return sample_pixels(generator, draw_z(count, generator.arch.z_dim, seed), batch_size, y)
 
 
-def feature_statistics(pixel_batches, network, count, what):
-    """Statistics of the network's features of count images, with a progress line now and then."""
-    statistics = Statistics()
+def feature_statistics(pixel_batches, network, count, what, by_class=False):
+    """Statistics of the network's features of count images, with a progress line now and then.
+    by_class: the batches are (pixels, their classes), and {class: Statistics} comes too."""
+    statistics, per_class = Statistics(), {}
     start = shown = time.perf_counter()
     for pixels in pixel_batches:
+        if by_class:
+            pixels, classes = pixels
         features = network(network_input(pixels, network), training=False).numpy()
         if not np.isfinite(features).all():
             raise config.ConfigError("the feature network gave inf or nan: check --features")
+        for c in np.unique(classes) if by_class else []:
+            per_class.setdefault(int(c), Statistics(kept=0)).add(features[classes == c])
         statistics.add(features)
         now = time.perf_counter()
         if now - shown >= PROGRESS_EVERY or statistics.count == count:
@@ -150,4 +160,4 @@ def feature_statistics(pixel_batches, network, count, what):
             print(f"{what}: {statistics.count:,}/{count:,} images, {rate:.0f} img/s, "
                   f"left {format_duration((count - statistics.count) / rate)}", flush=True)
             shown = now
-    return statistics
+    return (statistics, per_class) if by_class else statistics

@@ -379,3 +379,20 @@ def test_a_missing_run_is_one_line_and_nonzero(tmp_path):
     line = error_line(run_command("evaluate.py", f"--out_dir={tmp_path}/run", "--features=mnist"),
                       "evaluate.py")
     assert f"no checkpoint in {tmp_path}/run/checkpoints" in line
+
+
+def test_statistics_by_class_are_those_of_each_class_alone():
+    network = tiny_feature_network()
+    rng = np.random.default_rng(3)
+    batches = [(rng.integers(0, 256, (n, 16, 16, 3), np.uint8), rng.integers(0, 3, n))
+               for n in (7, 5, 9)]
+    overall, by_class = features.feature_statistics(iter(batches), network, 21, "x", by_class=True)
+    every = np.concatenate([network(features.network_input(p, network)).numpy()
+                            for p, _ in batches])
+    classes = np.concatenate([c for _, c in batches])
+    assert overall.count == 21 and sorted(by_class) == [0, 1, 2]
+    for c, statistics in by_class.items():
+        mu, sigma = statistics.mu_sigma()
+        np.testing.assert_allclose(mu, every[classes == c].mean(axis=0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(sigma, np.cov(every[classes == c], rowvar=False), rtol=1e-4,
+                                   atol=1e-6)

@@ -485,6 +485,16 @@ def test_a_short_conditional_mnist_run_draws_the_digits_asked_for(tmp_path):
     assert score["conditional_accuracy"] > 0.25, score
     arch = json.loads((out / "flags.json").read_text())["architecture"]
     assert arch["labels"] == "classes" and arch["label_names"] == list("0123456789")
+    # evaluate.py reads the same, and with 500 real and 500 generated digits of each class
+    # (more than the 128 features), the FID of each.
+    evaluated = run_command("evaluate.py", f"--out_dir={out}", "--features=mnist",
+                            "--num_samples=1000", f"--cache_dir={tmp_path}/cache")
+    assert f"conditional accuracy {score['conditional_accuracy']:.4f}" in evaluated.stdout
+    assert "FID by class" not in evaluated.stdout  # 100 of each: too few
+    evaluated = run_command("evaluate.py", f"--out_dir={out}", "--features=mnist",
+                            f"--cache_dir={tmp_path}/cache")
+    again = json.loads((out / "eval" / "step_0000300_mnist.json").read_text())
+    assert sorted(again["fid_per_class"]) == list("0123456789"), evaluated.stderr
     # Resuming without the labels is refused, in one line that names both.
     line = error_line(train(*args[:1], *args[2:], "--max_steps=400"), "train.py")
     assert "label_names=('0', '1'" in line and "labels=classes" in line
