@@ -203,7 +203,8 @@ def tfrecord_images(data_dir, image_size, channels, seed, conditional=False, att
         return tf.ensure_shape(image, (image_size, image_size, channels))
 
     # The manifest names the shards, their sizes and how prepro.py made them.
-    fingerprint = files_fingerprint([os.path.join(data_dir, config.MANIFEST)] + [f for f, _ in shards])
+    fingerprint = files_fingerprint([os.path.join(data_dir, config.MANIFEST)]
+                                    + [f for f, _ in shards])
     if not conditional:
         return Source(epoch, decode, count, fingerprint)
     chosen = chosen_attributes(stored, attributes, data_dir)

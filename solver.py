@@ -327,21 +327,25 @@ class Solver:
                                                   max_to_keep=1).save(checkpoint_number=step)
                 files.write_json(self.run_dir.best_json(name), {
                     "step": step, "fid": result["fid"], "checkpoint": path, "features": name})
-        best_step = step if best else int(tf.train.latest_checkpoint(self.run_dir.best)
-                                          .rsplit("-", 1)[1])
-        for tag, value in {**evaluation.scalars(result), f"eval/best_step_{name}": best_step}.items():
+        best_step = self.best_step()
+        scalars = {**evaluation.scalars(result), f"eval/best_step_{name}": best_step}
+        for tag, value in scalars.items():
             tf.summary.scalar(tag, value, step=step)
         print(f"eval: {evaluation.summary(result)}; best so far: step {best_step} "
               f"({cli.format_duration(time.perf_counter() - start)})", flush=True)
 
+    def best_step(self):
+        """The step of the run's best checkpoint (its name, ckpt-STEP), or None."""
+        path = tf.train.latest_checkpoint(self.run_dir.best)
+        return int(path.rsplit("-", 1)[1]) if path else None
+
     def best_fid(self, features):
         """The FID of the run's best checkpoint through these features, from the scores written
         before it was kept (so a stop between the two can mislead nothing); inf if none."""
-        path = tf.train.latest_checkpoint(self.run_dir.best)
-        if path is None:
+        if self.best_step() is None:
             return math.inf
         try:
-            with open(self.run_dir.eval_json(int(path.rsplit("-", 1)[1]), features)) as f:
+            with open(self.run_dir.eval_json(self.best_step(), features)) as f:
                 return float(json.load(f)["fid"])
         except (OSError, ValueError, KeyError):  # scored through other features: not comparable
             return math.inf
