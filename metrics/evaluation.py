@@ -64,8 +64,9 @@ def read_cached(path, key):
         real = distances.Statistics.from_state(state)
         mu, sigma = real.mu_sigma()
         kept = real.kept_features()
-        if not (np.isfinite(sigma).all() and np.isfinite(kept).all() and sigma.shape == mu.shape * 2
-                and len(kept) == min(real.count, distances.KEPT) == min(key["count"], distances.KEPT)):
+        whole = min(real.count, distances.KEPT) == min(key["count"], distances.KEPT) == len(kept)
+        if not (whole and sigma.shape == mu.shape * 2 and np.isfinite(sigma).all()
+                and np.isfinite(kept).all()):
             raise ValueError("its arrays do not fit together")
     except Exception as e:  # noqa: BLE001 (whatever is wrong with it, it is computed again)
         print(f"The cached real statistics {path} cannot be used ({type(e).__name__}: {e}): "
@@ -181,7 +182,8 @@ def summary(result):
     accuracy = result.get("conditional_accuracy")
     return (f"FID {result['fid']:.4f}  KID {result['kid_mean']:.5f} ± {result['kid_std']:.5f}  "
             f"precision {result['precision']:.4f}  recall {result['recall']:.4f}  "
-            + (f"conditional accuracy {accuracy:.4f}  " if accuracy is not None else "") + "at step "
+            + (f"conditional accuracy {accuracy:.4f}  " if accuracy is not None else "")
+            + "at step "
             f"{result['step']}: {result['features']} features, resize {result['resize']}, "
             f"{result['num_real']:,} real and {result['num_generated']:,} generated images")
 
