@@ -29,7 +29,8 @@ import config
 import data
 from metrics import evaluation, precision_recall
 from utils import cli, files
-from utils.run_dir import EMA_FLAG_HELP, RunDir, describe, has_ema, load_generator
+from utils.run_dir import (EMA_FLAG_HELP, RunDir, checkpoint_step, describe, has_ema,
+                           load_generator)
 
 NUM_SAMPLES = 50_000  # the field's standard for FID, CelebA 64x64 included
 
@@ -97,7 +98,7 @@ def checkpoints_to_score(run_dir):
     if not kept:
         raise config.ConfigError(f"no checkpoint in {run_dir.checkpoints}: train first (python "
                                  f"train.py --out_dir {run_dir.path})")
-    return sorted(kept, key=lambda path: int(path.rsplit("-", 1)[1]))
+    return sorted(kept, key=checkpoint_step)
 
 
 def run():

@@ -22,7 +22,7 @@ from metrics import evaluation
 from model import Generator, label_vector, layers_of, to_pixels
 from ops import batch_norm
 from utils import cli, files
-from utils.run_dir import RunDir, has_ema, read_checkpoint
+from utils.run_dir import RunDir, checkpoint_step, has_ema, read_checkpoint
 
 GRID_COLUMNS = 8  # z per row of a conditional run's sample grid, a row per class
 
@@ -337,15 +337,16 @@ class Solver:
     def best_step(self):
         """The step of the run's best checkpoint (its name, ckpt-STEP), or None."""
         path = tf.train.latest_checkpoint(self.run_dir.best)
-        return int(path.rsplit("-", 1)[1]) if path else None
+        return checkpoint_step(path) if path else None
 
     def best_fid(self, features):
         """The FID of the run's best checkpoint through these features, from the scores written
         before it was kept (so a stop between the two can mislead nothing); inf if none."""
-        if self.best_step() is None:
+        step = self.best_step()
+        if step is None:
             return math.inf
         try:
-            with open(self.run_dir.eval_json(self.best_step(), features)) as f:
+            with open(self.run_dir.eval_json(step, features)) as f:
                 return float(json.load(f)["fid"])
         except (OSError, ValueError, KeyError):  # scored through other features: not comparable
             return math.inf

@@ -184,6 +184,11 @@ def read_checkpoint(path):
                       "that train.py wrote, or start a new run", type(e).__name__) from None
 
 
+def checkpoint_step(path):
+    """The step in a checkpoint's name, ckpt-STEP (CheckpointManager names them so)."""
+    return int(path.rsplit("-", 1)[1])
+
+
 def has_ema(path):
     """Whether the checkpoint holds a moving average of the generator."""
     return any(name.startswith(EMA + "/") for name, _ in tf.train.list_variables(path))
