@@ -333,8 +333,11 @@ def build(input_dir, output_dir, *, crop=108, size=64, shards=16, workers=None, 
         os.close(held)
 
 
-def write(job, plan, others):
-    input_dir, output_dir, settings = job.input_dir, job.output_dir, job.settings
+def complete_shards(output_dir, plan):
+    """{file: its progress entry} of the plan's shards that a run before completed, after
+    removing the rest: a crash's leftovers, shards of an earlier --shards count, and the shards
+    about to be rewritten. From then on, a file under a shard's name is a complete one of this
+    plan."""
     path = lambda name: os.path.join(output_dir, name)
     try:
         progress = json.loads(read_text(path(PROGRESS)) or "{}").get("shards", {})
@@ -346,18 +349,22 @@ def write(job, plan, others):
         if entry and entry.get("key") == key and os.path.isfile(path(file)) and \
                 os.path.getsize(path(file)) == entry.get("bytes"):
             done[file] = entry
-    todo = [(file, names, key) for file, names, key in plan if file not in done]
-    # Leftovers of a crash, shards of an earlier --shards count, and the shards about to be
-    # rewritten go first: from here on, a file under a shard's name is a complete one of this plan.
     stale = [n for n in sorted(os.listdir(output_dir)) if OURS.fullmatch(n) and n not in done]
-    if todo or stale:
+    if len(done) < len(plan) or stale:
         if os.path.exists(path(config.MANIFEST)):  # it would describe a mix of old and new shards
             os.remove(path(config.MANIFEST))
         for name in stale:
             os.remove(path(name))
         write_progress(output_dir, done)
         files.sync(output_dir)
+    return done
 
+
+def write(job, plan, others):
+    input_dir, output_dir, settings = job.input_dir, job.output_dir, job.settings
+    path = lambda name: os.path.join(output_dir, name)
+    done = complete_shards(output_dir, plan)
+    todo = [(file, names, key) for file, names, key in plan if file not in done]
     total = sum(len(names) for _, names, _ in todo)
     job = job._replace(workers=max(1, min(job.workers, total)))
     head = (f"{input_dir} -> {output_dir}: {sum(len(n) for _, n, _ in plan):,} images in "
