@@ -17,6 +17,7 @@ RUN/logs). --all scores every checkpoint the run keeps and draws their FIDs agai
 RUN/eval/fid_FEATURES.png. The real images' statistics are computed once and kept in --cache_dir
 (metrics/evaluation.py), for the next evaluation of this run or another, and for train.py's.
 """
+import dataclasses
 import os
 import time
 
@@ -28,32 +29,26 @@ from absl import flags
 import config
 import data
 from metrics import evaluation, precision_recall
+from training import checkpoint
+from training.run_dir import RunDir
 from utils import cli, files
-from utils.run_dir import (EMA_FLAG_HELP, RunDir, checkpoint_step, describe, has_ema,
-                           load_generator)
 
 NUM_SAMPLES = 50_000  # the field's standard for FID, CelebA 64x64 included
 
 FLAGS = flags.FLAGS
 
 
-def real_source(run_dir, dataset, data_dir):
-    """(dataset, data_dir, crop) of the real images: --dataset, else the run's flags.json."""
+def real_images(run_dir, dataset, data_dir):
+    """The Request of the real images: dataset (and data_dir) when given, else the run's own,
+    as its flags.json records them (data_dir, when given, in place of the run's folder)."""
     if dataset:
-        return dataset, data_dir, None
-    run_flags = run_dir.read_flags()
+        return data.Request(dataset, data_dir=data_dir)
     try:
-        return run_flags["dataset"], data_dir or run_flags.get("data_dir"), run_flags.get("crop")
+        request = data.Request.from_flags(run_dir.read_flags())
     except (KeyError, TypeError, AttributeError) as e:
-        raise config.ConfigError(f"{run_dir.flags_json} is damaged ({e!r}): pass --dataset") from None
-
-
-def label_key(run_dir):
-    """The run's --label_key (a tfds ClassLabel), from its flags.json, if it has one."""
-    try:
-        return run_dir.read_flags().get("label_key")
-    except (config.ConfigError, AttributeError):
-        return None
+        raise config.ConfigError(f"{run_dir.flags_json} is damaged ({e!r}): name the dataset",
+                                 "dataset") from None
+    return dataclasses.replace(request, data_dir=data_dir or request.data_dir)
 
 
 def check_flags():
@@ -91,14 +86,11 @@ def checkpoints_to_score(run_dir):
     first; None: the run's newest that reads."""
     if not FLAGS.all:
         return [FLAGS.checkpoint]
-    kept = list(reversed(run_dir.newest_first()))
-    best = tf.train.latest_checkpoint(run_dir.best)
-    if best and os.path.basename(best) not in map(os.path.basename, kept):
-        kept.append(best)
+    kept = checkpoint.kept(run_dir)
     if not kept:
         raise config.ConfigError(f"no checkpoint in {run_dir.checkpoints}: train first (python "
                                  f"train.py --out_dir {run_dir.path})")
-    return sorted(kept, key=checkpoint_step)
+    return kept
 
 
 def run():
@@ -106,38 +98,37 @@ def run():
     check_flags()
     run_dir = RunDir(FLAGS.out_dir)
     paths = checkpoints_to_score(run_dir)
-    snapshot = load_generator(run_dir, paths[0], FLAGS.ema)  # refused before any work if bad
+    # Refused before any work if it does not read.
+    snapshot = checkpoint.load_generator(run_dir, paths[0], FLAGS.ema)
     files.make_folder(run_dir.eval, "check the run directory's permissions")
-    dataset, data_dir, crop = real_source(run_dir, FLAGS.dataset, FLAGS.data_dir)
     arch = snapshot.generator.arch
-    images = data.load(dataset, FLAGS.batch_size, image_size=arch.image_size,
-                       data_dir=data_dir, crop=crop, seed=FLAGS.seed)
+    request = dataclasses.replace(real_images(run_dir, FLAGS.dataset, FLAGS.data_dir),
+                                  image_size=arch.image_size, seed=FLAGS.seed, conditional=False)
+    images = data.load(request, FLAGS.batch_size)
     if images.channels != arch.channels:
-        raise config.ConfigError(f"{dataset} has {images.channels}-channel images and the run's "
-                                 f"generator makes {arch.channels}-channel ones: pass the "
-                                 "--dataset it trained on")
+        raise config.ConfigError(f"{request.dataset} has {images.channels}-channel images and "
+                                 f"the run's generator makes {arch.channels}-channel ones: pass "
+                                 "the --dataset it trained on")
     evaluator = evaluation.prepare(
         images, FLAGS.features, count=sample_count(FLAGS.num_samples, images.count),
         seed=FLAGS.seed, batch_size=FLAGS.batch_size, cache_dir=FLAGS.cache_dir,
-        what=f"real ({dataset})")
+        what=f"real ({request.dataset})")
     real_classes = None
     if arch.labels == "classes":  # the real images again, with their labels, for FID by class
-        labelled = data.load(dataset, FLAGS.batch_size, image_size=arch.image_size,
-                             data_dir=data_dir, crop=crop, seed=FLAGS.seed, conditional=True,
-                             label_key=label_key(run_dir))
+        labelled = data.load(dataclasses.replace(request, conditional=True), FLAGS.batch_size)
         real_classes = evaluation.real_by_class(labelled, evaluator)
     results, written = [], []
     for path in paths:
         if path != paths[0]:
-            snapshot = load_generator(run_dir, path, FLAGS.ema)
+            snapshot = checkpoint.load_generator(run_dir, path, FLAGS.ema)
         result = {**evaluation.score(evaluator, snapshot.generator,
                                      f"generated (step {snapshot.step})", real_classes),
-                  "step": snapshot.step, "checkpoint": snapshot.checkpoint, "dataset": dataset,
-                  "generator": "ema" if snapshot.ema else "trained",
-                  "noema": not snapshot.ema and has_ema(snapshot.checkpoint)}
+                  "step": snapshot.step, "checkpoint": snapshot.path,
+                  "dataset": request.dataset, "generator": "ema" if snapshot.ema else "trained",
+                  "noema": not snapshot.ema and checkpoint.has_ema(snapshot.path)}
         written.append(evaluation.record(run_dir, result))
         tags = write_scalars(run_dir, result)
-        print(f"{evaluation.summary(result)}; {describe(snapshot)}", flush=True)
+        print(f"{evaluation.summary(result)}; {snapshot.describe()}", flush=True)
         if "fid_per_class" in result:
             print("FID by class: " + ", ".join(f"{name} {fid:.2f}" for name, fid
                                                in result["fid_per_class"].items()))
@@ -155,7 +146,7 @@ def define_flags():
                         "best: the one of the lowest FID that train.py --eval_every kept)")
     flags.DEFINE_bool("all", False, "score every checkpoint the run keeps, and draw FID against "
                       "step in RUN/eval/fid_FEATURES.png")
-    flags.DEFINE_bool("ema", True, EMA_FLAG_HELP)
+    flags.DEFINE_bool("ema", True, checkpoint.EMA_HELP)
     flags.DEFINE_string("features", "inception", "feature network: inception (ImageNet InceptionV3, "
                         "downloaded once), mnist (the digit classifier of metrics/classifier.py, "
                         "its weights shipped beside it), or a PATH.keras whose output is one "

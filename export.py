@@ -21,8 +21,9 @@ from absl import flags
 
 import config
 from model import label_vector, to_pixels
+from training.checkpoint import EMA_HELP, load_generator
+from training.run_dir import RunDir
 from utils import cli, files
-from utils.run_dir import EMA_FLAG_HELP, RunDir, describe, load_generator
 
 FLAGS = flags.FLAGS
 
@@ -78,7 +79,7 @@ def run():
                     f"{', '.join(arch.label_names)})",
          "attributes": f" and y (float32 [None, {arch.y_dim}], 0/1 for "
                        f"{', '.join(arch.label_names)})"}.get(arch.labels, "")
-    print(f"Exported {describe(snapshot)} to {FLAGS.export_dir}: serving_default takes "
+    print(f"Exported {snapshot.describe()} to {FLAGS.export_dir}: serving_default takes "
           f"z (float32 [None, {arch.z_dim}], U(-1, 1) as in training){y} and returns images "
           f"(uint8 [None, {arch.image_size}, {arch.image_size}, {arch.channels}]).")
 
@@ -86,7 +87,7 @@ def run():
 def define_flags():
     flags.DEFINE_string("out_dir", None, "run directory that train.py wrote")
     flags.DEFINE_string("checkpoint", None, "a checkpoint to export instead of the run's latest")
-    flags.DEFINE_bool("ema", True, EMA_FLAG_HELP)
+    flags.DEFINE_bool("ema", True, EMA_HELP)
     flags.DEFINE_string("export_dir", None, "where to write the SavedModel (must not exist yet)")
 
 

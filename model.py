@@ -104,10 +104,19 @@ def network(layers, y_dim, name="layers"):
 
 
 def label_vector(arch, labels):
-    """y of the labels: one-hot rows of class indices, or the 0/1 attribute rows as they are."""
+    """y, the vector a conditional network takes beside z or an image, of each label: the one-hot
+    row of a class index, or a row of 0/1 attributes as it is. Every y is made here."""
     if arch.labels == "classes":
         return tf.one_hot(tf.cast(labels, tf.int32), arch.y_dim)
     return tf.cast(labels, tf.float32)
+
+
+def each_label(arch):
+    """The labels of each class in turn, or of each attribute alone (1, the others 0): the rows
+    of a conditional run's sample grid."""
+    if arch.labels == "classes":
+        return np.arange(arch.y_dim)
+    return np.eye(arch.y_dim, dtype=np.float32)
 
 
 class Generator(keras.Model):

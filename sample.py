@@ -18,9 +18,10 @@ import numpy as np
 from absl import flags
 
 import config
-from model import draw_z, sample_pixels
+from model import draw_z, each_label, label_vector, sample_pixels
+from training.checkpoint import EMA_HELP, load_generator
+from training.run_dir import RunDir
 from utils import cli, files
-from utils.run_dir import EMA_FLAG_HELP, RunDir, describe, load_generator
 
 FLAGS = flags.FLAGS
 
@@ -33,7 +34,7 @@ def generate(generator, z, batch_size, y=None):
     return np.concatenate(list(sample_pixels(generator, z, batch_size, y)))
 
 
-def asked_labels(arch, label, attributes):
+def requested_labels(arch, label, attributes):
     """(names, y): the rows a conditional run is asked for, as --label classes (default: each
     class) or --attributes NAME=0|1,... (the others 0; default: each attribute alone)."""
     if not arch.labels:
@@ -51,12 +52,12 @@ def asked_labels(arch, label, attributes):
             wrong = (label or names)[rows.index(None)]
             raise config.ConfigError(f"--label {wrong} is not a class of this run: choose from "
                                      f"{', '.join(names)}")
-        return [names[r] for r in rows], np.eye(len(names), dtype=np.float32)[rows]
+        return [names[r] for r in rows], label_vector(arch, rows).numpy()
     if label:
         raise config.ConfigError("this run is conditioned on attributes: use --attributes "
                                  f"NAME=0|1,... with names from {', '.join(names)}")
     if not attributes:
-        return names, np.eye(len(names), dtype=np.float32)
+        return names, label_vector(arch, each_label(arch)).numpy()
     y = np.zeros((1, len(names)), np.float32)
     for item in attributes:
         name, _, value = item.partition("=")
@@ -64,7 +65,7 @@ def asked_labels(arch, label, attributes):
             raise config.ConfigError(f"--attributes {item}: give NAME=0 or NAME=1, with names "
                                      f"from {', '.join(names)}")
         y[0, names.index(name)] = float(value)
-    return [",".join(attributes)], y
+    return [",".join(attributes)], label_vector(arch, y).numpy()
 
 
 def slerp(a, b, t):
@@ -202,7 +203,7 @@ def run():
     run_dir = RunDir(FLAGS.out_dir)
     snapshot = load_generator(run_dir, FLAGS.checkpoint, FLAGS.ema)
     generator = snapshot.generator
-    labels = asked_labels(generator.arch, FLAGS.label, FLAGS.attributes)
+    labels = requested_labels(generator.arch, FLAGS.label, FLAGS.attributes)
     if labels[1] is not None and FLAGS.mode == "arithmetic":
         raise config.ConfigError("--mode arithmetic is for unconditional runs: in this one, "
                                  "ask for labels with --mode grid or walk between them with "
@@ -221,13 +222,13 @@ def run():
     else:
         written = arithmetic(generator, sample_dir, seed=FLAGS.seed, a=FLAGS.a, b=FLAGS.b,
                              c=FLAGS.c, noise=FLAGS.noise, batch_size=FLAGS.batch_size)
-    print(f"{FLAGS.mode} from {describe(snapshot)}: " + " ".join(written))
+    print(f"{FLAGS.mode} from {snapshot.describe()}: " + " ".join(written))
 
 
 def define_flags():
     flags.DEFINE_string("out_dir", None, "run directory that train.py wrote")
     flags.DEFINE_string("checkpoint", None, "a checkpoint to use instead of the run's latest")
-    flags.DEFINE_bool("ema", True, EMA_FLAG_HELP)
+    flags.DEFINE_bool("ema", True, EMA_HELP)
     flags.DEFINE_enum("mode", "grid", ["grid", "interpolate", "arithmetic"],
                       "grid: N samples; interpolate: walks between pairs of z; arithmetic: a - b + c")
     flags.DEFINE_integer("seed", 0, "seed for z (and for the arithmetic's perturbations)")

@@ -1,30 +1,17 @@
-"""Training: the losses, the D and G updates, the tf.function train step, and the loop that logs,
-samples and checkpoints into the run directory.
+"""The algorithm: z, the losses, the D and G updates, the tf.function train step, and the
+generator's moving average. What is done with it (the loop that logs, samples, scores and saves)
+is training/loop.py's.
 
-The step comes twice. original_step is the original's iteration, written out; the solver trains
-with fast_step, which computes the same thing with one forward pass of G fewer
-(tests/test_solver.py shows the two equal, step after step).
+The step comes twice. original_step is the original's iteration, written out; fast_step computes
+the same thing with one forward pass of G fewer, and is what train_step runs
+(tests/test_solver.py runs the two side by side and finds them equal, step after step).
 """
-import contextlib
-import glob
-import json
-import math
-import os
-import shutil
-import signal
-import time
-
 import keras
 import tensorflow as tf
 
 import config
-from metrics import evaluation
-from model import Generator, label_vector, layers_of, to_pixels
+from model import Generator, label_vector, layers_of
 from ops import batch_norm
-from utils import cli, files
-from utils.run_dir import RunDir, checkpoint_step, has_ema, read_checkpoint
-
-GRID_COLUMNS = 8  # z per row of a conditional run's sample grid, a row per class
 
 
 def cross_entropy(target, logits):
@@ -65,25 +52,22 @@ def repeat_moving_update(before):
 
 
 class Solver:
-    def __init__(self, generator, discriminator, *, out_dir=None, lr=config.LR,
-                 beta1=config.BETA1, g_steps=config.G_STEPS,
-                 label_smoothing=config.LABEL_SMOOTHING, two_sided_smoothing=False, seed=0,
-                 ema_decay=0.0, strategy=None, jit_compile=False):
-        """out_dir: the run directory that logs, samples and checkpoints go to (none: the
-        solver only trains). ema_decay: keep generator_ema, a moving average of the generator
-        (0: none). strategy: the tf.distribute strategy the networks were built under
-        (default: none)."""
+    def __init__(self, generator, discriminator, *, lr=config.LR, beta1=config.BETA1,
+                 g_steps=config.G_STEPS, label_smoothing=config.LABEL_SMOOTHING,
+                 two_sided_smoothing=False, seed=0, ema_decay=0.0, strategy=None,
+                 jit_compile=False):
+        """ema_decay: keep generator_ema, a moving average of the generator (0: none).
+        strategy: the tf.distribute strategy the networks were built under (default: none)."""
         if g_steps < 1:  # the step's first G update always runs
-            raise config.ConfigError(f"--g_steps must be 1 or more, not {g_steps}")
+            raise config.ConfigError(f"must be 1 or more, not {g_steps}", "g_steps")
         if not 0 <= ema_decay < 1:
-            raise config.ConfigError(f"--ema_decay must be in [0, 1), not {ema_decay}")
+            raise config.ConfigError(f"must be in [0, 1), not {ema_decay}", "ema_decay")
         if generator.arch != discriminator.arch:
             raise ValueError("the generator and discriminator have different architectures")
         self.generator, self.discriminator = generator, discriminator
         self.conditional = bool(generator.arch.labels)
         self.lr, self.g_steps = lr, g_steps
         self.strategy = strategy or tf.distribute.get_strategy()
-        self.chief = is_chief(self.strategy)  # writes logs, samples and checkpoints
         # Label smoothing (Salimans et al. 2016): real targets 1 - s; the two-sided form also
         # lifts the fake targets from 0 to s. The generator's own target stays 1.
         self.real_target = 1.0 - label_smoothing
@@ -104,20 +88,8 @@ class Solver:
                 self.generator_ema = Generator(generator.arch)
                 for average, variable in zip(self.generator_ema.variables, generator.variables):
                     average.assign(variable)
-        # Outside the strategy: a record for the checkpoint, and strings cannot be broadcast.
-        self.arch = tf.Variable(generator.arch.to_json(), trainable=False)
-        self.checkpoint = tf.train.Checkpoint(
-            generator=generator, discriminator=discriminator, g_optimizer=self.g_optimizer,
-            d_optimizer=self.d_optimizer, step=self.step, seed=self.seed, fixed_z=self.fixed_z,
-            arch=self.arch)
-        if self.generator_ema is not None:  # a run without it keeps its checkpoints' bytes
-            self.checkpoint.generator_ema = self.generator_ema
         # What the run's images come from: the average when there is one.
         self.sampler = self.generator if self.generator_ema is None else self.generator_ema
-        self.run_dir = self.manager = None
-        if out_dir:
-            self.run_dir = RunDir(out_dir)
-            self.manager = self.checkpoint_manager()
         if jit_compile:  # XLA compiles each replica's step; the cross-replica sums stay outside
             self.replica_step = tf.function(self.replica_step, jit_compile=True)
 
@@ -226,7 +198,7 @@ class Solver:
         weights, and the batch norms' moving statistics too, so that each statistic is averaged
         over the same steps as the weights it normalises for.
 
-        d is --ema_decay, but at most (1 + t) / (10 + t) after t steps, as
+        d is ema_decay, but at most (1 + t) / (10 + t) after t steps, as
         tf.train.ExponentialMovingAverage's num_updates has it: else the average of a short run
         is still mostly the untrained generator it starts from (0.999^1000 = 37% of it).
         """
@@ -234,277 +206,3 @@ class Solver:
         d = tf.minimum(self.ema_decay, (1.0 + t) / (10.0 + t))
         for average, variable in zip(self.generator_ema.variables, self.generator.variables):
             average.assign(d * average + (1.0 - d) * variable)
-
-    # --- the loop -----------------------------------------------------------------------------
-    def train(self, dataset, max_steps, *, batch_size, log_every=config.LOG_EVERY,
-              sample_every=config.SAMPLE_EVERY, checkpoint_every=config.CHECKPOINT_EVERY,
-              score=None, eval_every=0):
-        """Train until step max_steps: each step, then now and then a log line, a sample grid
-        and a checkpoint, as the original; and every eval_every steps (and at the end) the
-        sampler's scores, score(generator, step) -> metrics.evaluation's result, logged with
-        the checkpoint of the lowest FID kept. Returns the last checkpoint's path.
-
-        dataset: global batches of batch_size, or under a strategy its distributed form.
-        Ctrl-C (or SIGTERM) finishes the step, saves a checkpoint and raises KeyboardInterrupt,
-        so the same command resumes from there; a second Ctrl-C stops at once. In a
-        multi-worker run, one worker's Ctrl-C or SIGTERM stops every worker after the same step.
-        """
-        self.needs_run_dir()
-        step = int(self.step.numpy())
-        if self.chief:
-            with self.writing("the TensorBoard logs"):
-                self.run_dir.trim_logs(step)  # what a stopped run logged past its checkpoint
-        writer = (tf.summary.create_file_writer(self.run_dir.logs) if self.chief
-                  else tf.summary.create_noop_writer())
-        window_step, window_time = step, time.perf_counter()
-        batches = iter(dataset)
-        with writer.as_default(), stop_requests() as requests:
-            stop, agree = stop_together(self.strategy, requests, self.run_dir.checkpoints)
-            while step < max_steps and not stop:
-                metrics = self.train_step(next(batches))
-                step += 1
-                agree()
-                if step % log_every == 0 or step == max_steps:
-                    # Reading the losses waits for the step: do it only when logging.
-                    values = {k: float(v) for k, v in metrics.items()}
-                    if not all(map(math.isfinite, values.values())):
-                        raise self.blown_up(step, values)
-                    for name, value in values.items():
-                        tf.summary.scalar(name, value, step=step)
-                    now = time.perf_counter()
-                    steps_per_s = (step - window_step) / (now - window_time)
-                    window_step, window_time = step, now
-                    if self.chief:
-                        print(progress_line(step, max_steps, values,
-                                            images_per_s=steps_per_s * batch_size,
-                                            seconds_left=(max_steps - step) / steps_per_s),
-                              flush=True)
-                if self.chief and (step % sample_every == 0 or step == max_steps):
-                    with self.writing(f"the sample grid of step {step}"):
-                        self.write_samples(step)
-                if score and self.chief and (step % eval_every == 0 or step == max_steps):
-                    self.evaluate(score, step)
-                if step % checkpoint_every == 0:
-                    self.save()
-        path = self.save()
-        if stop:
-            print(f"\ninterrupted: saved {path or f'step {step} with the chief'}; run the same "
-                  "command to resume", flush=True)
-            raise KeyboardInterrupt
-        return path
-
-    def grid_inputs(self):
-        """(z, y) of the sample grid: the fixed z; in a conditional run, a row of its first
-        GRID_COLUMNS for each class (or each attribute alone)."""
-        if not self.conditional:
-            return self.fixed_z, None
-        y_dim = self.generator.arch.y_dim
-        z = tf.tile(self.fixed_z[:GRID_COLUMNS], [y_dim, 1])
-        return z, tf.repeat(tf.eye(y_dim), GRID_COLUMNS, axis=0)
-
-    def write_samples(self, step):
-        """The sampler's output on the fixed z: a TensorBoard image, a PNG and histograms."""
-        z, y = self.grid_inputs()
-        pixels = to_pixels(self.sampler.sample(z, y)).numpy()
-        grid = files.image_grid(pixels, GRID_COLUMNS if self.conditional else None)
-        tf.summary.image("samples", grid[None], step=step)
-        for v in self.generator.trainable_variables + self.discriminator.trainable_variables:
-            tf.summary.histogram(v.path, v, step=step)
-        files.write_png(os.path.join(self.run_dir.samples, f"step_{step:07d}.png"), grid)
-
-    def evaluate(self, score, step):
-        """Score the sampler, log and record the scores, and keep the checkpoint if its FID is
-        the lowest so far."""
-        start = time.perf_counter()
-        result = {**score(self.sampler, step), "step": step,
-                  "generator": "trained" if self.sampler is self.generator else "ema"}
-        name = result["features"]
-        best = result["fid"] < self.best_fid(name)
-        with self.writing(f"the scores of step {step}"):
-            evaluation.record(self.run_dir, result)  # first: best_fid reads it back
-            if best:
-                path = tf.train.CheckpointManager(self.checkpoint, self.run_dir.best,
-                                                  max_to_keep=1).save(checkpoint_number=step)
-                files.write_json(self.run_dir.best_json(name), {
-                    "step": step, "fid": result["fid"], "checkpoint": path, "features": name})
-        best_step = self.best_step()
-        scalars = {**evaluation.scalars(result), f"eval/best_step_{name}": best_step}
-        for tag, value in scalars.items():
-            tf.summary.scalar(tag, value, step=step)
-        print(f"eval: {evaluation.summary(result)}; best so far: step {best_step} "
-              f"({cli.format_duration(time.perf_counter() - start)})", flush=True)
-
-    def best_step(self):
-        """The step of the run's best checkpoint (its name, ckpt-STEP), or None."""
-        path = tf.train.latest_checkpoint(self.run_dir.best)
-        return checkpoint_step(path) if path else None
-
-    def best_fid(self, features):
-        """The FID of the run's best checkpoint through these features, from the scores written
-        before it was kept (so a stop between the two can mislead nothing); inf if none."""
-        step = self.best_step()
-        if step is None:
-            return math.inf
-        try:
-            with open(self.run_dir.eval_json(step, features)) as f:
-                return float(json.load(f)["fid"])
-        except (OSError, ValueError, KeyError):  # scored through other features: not comparable
-            return math.inf
-
-    # --- checkpoints --------------------------------------------------------------------------
-    def restore(self):
-        """Load the newest checkpoint of the run directory that reads, if it has one, and
-        return its path. A newer one that does not read is named, and moved as it is to
-        RUN/checkpoints/damaged/ (the run goes on under its name).
-
-        Reads only until then: a checkpoint of another architecture is refused before anything
-        is written.
-        """
-        self.needs_run_dir()
-        path, _, damaged = self.run_dir.load_latest(self.load)
-        if damaged and self.chief:
-            aside = self.run_dir.set_aside(damaged, path)
-            print(f"Moved the checkpoints that cannot be read to {aside}.")
-            self.manager = self.checkpoint_manager()  # the list without them
-        if path:
-            for optimizer in (self.d_optimizer, self.g_optimizer):  # this run's --lr, not the
-                optimizer.learning_rate.assign(self.lr)               # one saved with the rest
-        return path
-
-    def checkpoint_manager(self):
-        """The last 3 checkpoints of the run directory, as its list records them; it writes
-        nothing until the first save."""
-        return tf.train.CheckpointManager(self.checkpoint, self.run_dir.checkpoints,
-                                          max_to_keep=3)
-
-    def load(self, path):
-        saved, _ = read_checkpoint(path)
-        if saved != self.generator.arch:
-            was, now = saved.differences(self.generator.arch)
-            raise config.ConfigError(
-                f"the checkpoint in {self.run_dir.path} was made with {was} but this run has "
-                f"{now}: pass the same settings to resume, or use another --out_dir")
-        if has_ema(path) != (self.generator_ema is not None):
-            raise config.ConfigError(
-                f"the checkpoint in {self.run_dir.path} was made with"
-                f"{'' if has_ema(path) else 'out'} --ema_decay: resume it the same way, or use "
-                "another --out_dir")
-        self.checkpoint.restore(path).assert_existing_objects_matched()
-
-    @tf.function
-    def finite(self):
-        """Whether every weight, batch norm statistic and optimizer slot is a finite number."""
-        variables = (self.generator.variables + self.discriminator.variables
-                     + self.g_optimizer.variables + self.d_optimizer.variables)
-        return tf.reduce_all([tf.reduce_all(tf.math.is_finite(v)) for v in variables
-                              if tf.as_dtype(v.dtype).is_floating])
-
-    def blown_up(self, step, values=None):
-        """The one-line error of a run whose numbers are no longer finite."""
-        what = ", ".join(f"{k} {v}" for k, v in (values or {}).items() if not math.isfinite(v))
-        latest = self.manager.latest_checkpoint
-        advice = (f"the latest checkpoint, {latest}, is from before it, and the same command "
-                  f"with a smaller --lr (now {self.lr:g}) resumes from there" if latest else
-                  f"no checkpoint was written; run again with a smaller --lr (now {self.lr:g})")
-        return config.ConfigError(
-            f"training blew up by step {step} ({what or 'a weight is nan or inf'}): {advice}")
-
-    def save(self):
-        self.needs_run_dir()
-        step = int(self.step.numpy())
-        if not self.finite():  # never write a checkpoint that no run could go on from
-            raise self.blown_up(step)
-        if self.chief:
-            with self.writing(f"the checkpoint of step {step}"):
-                return self.manager.save(checkpoint_number=step)
-        # Saving is collective: every worker writes its copy, and only the chief's is kept.
-        worker = self.strategy.cluster_resolver.task_id
-        temp = os.path.join(self.run_dir.path, f".worker-{worker}")
-        self.checkpoint.write(os.path.join(temp, "ckpt"))
-        tf.io.gfile.rmtree(temp)
-        return None
-
-    @contextlib.contextmanager
-    def writing(self, what):
-        """A write that fails (a full disk, a file size limit, a folder that became read-only)
-        stops the run with one line; the checkpoints written before stay as they are."""
-        try:
-            yield
-        except (OSError, tf.errors.OpError) as e:
-            reason = (e.strerror if isinstance(e, OSError) and e.strerror else
-                      str(e).rsplit("; ", 1)[-1].split(" [Op:")[0])
-            for temp in glob.glob(os.path.join(self.run_dir.checkpoints, "*_temp")):
-                shutil.rmtree(temp, ignore_errors=True)  # the failed save's own leftovers
-            latest = self.manager.latest_checkpoint
-            raise config.ConfigError(
-                f"cannot write {what} in {self.run_dir.path} ({reason}): make room (or make it "
-                f"writable again) and run the same command, which resumes from "
-                f"{latest or 'the start'}") from None
-
-    def needs_run_dir(self):
-        if self.run_dir is None:
-            raise ValueError("this Solver was made without out_dir: it trains steps, but has "
-                             "nowhere to log, sample or save")
-
-
-def is_chief(strategy):
-    """The only process, or in a multi-worker run the chief (or worker 0 when the cluster names
-    no chief)."""
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.task_type:
-        return True
-    return resolver.task_type == "chief" or (
-        resolver.task_type == "worker" and resolver.task_id == 0
-        and "chief" not in resolver.cluster_spec().as_dict())
-
-
-class stop_requests:
-    """Turns Ctrl-C and SIGTERM into a request the loop checks between steps: a signal that
-    interrupts TensorFlow inside a C++ call can crash the process before anything is saved."""
-
-    def __enter__(self):
-        self.requests = []
-        self.previous = {s: signal.signal(s, self.request) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self.requests
-
-    def request(self, signum, frame):
-        self.requests.append(signum)
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C: stop now
-
-    def __exit__(self, *exc):
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
-
-
-def stop_together(strategy, requests, checkpoints):
-    """(stop, agree): the list the loop stops on, and what it calls after each step.
-
-    One process stops as soon as it is asked (stop is its requests). The workers of a
-    multi-worker run must all stop after the same step, or those that go on wait forever in
-    the next step's collectives. PreemptionCheckpointHandler agrees on that step: the worker
-    that is asked to stop (it polls requests each second) names a step through the cluster's
-    coordination service, and each worker's agree() fills stop after it. The handler saves
-    nothing: the loop's own save, collective and checked, follows on every worker.
-    """
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().jobs:
-        return requests, lambda: None
-    stop = []
-    handler = tf.distribute.experimental.PreemptionCheckpointHandler(
-        resolver,
-        # The handler insists on a checkpoint of its own, which it restores from a folder that
-        # does not exist (so does nothing) and never writes, given a save_fn.
-        tf.train.CheckpointManager(tf.train.Checkpoint(), os.path.join(checkpoints, "unused"),
-                                   max_to_keep=1),
-        termination_config=tf.distribute.experimental.TerminationConfig(
-            termination_watcher_fn=lambda: bool(requests), save_fn=lambda: None,
-            exit_fn=lambda: stop.append("the cluster")))
-    return stop, handler.save_checkpoint_if_preempted
-
-
-def progress_line(step, max_steps, values, *, images_per_s, seconds_left):
-    return (f"step {step}/{max_steps}  d_loss {values['d_loss']:.3f} "
-            f"(real {values['d_loss_real']:.3f}, fake {values['d_loss_fake']:.3f})  "
-            f"g_loss {values['g_loss']:.3f}  D(x) {values['D(x)']:.2f}  "
-            f"D(G(z)) {values['D(G(z))']:.2f}  {images_per_s:.0f} img/s  "
-            f"left {cli.format_duration(seconds_left)}")

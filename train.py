@@ -5,7 +5,12 @@
 
 Logs, sample grids and checkpoints go to --out_dir (default runs/DATASET); running the same
 command again resumes from its latest checkpoint.
+
+check() builds the run from the flags (the images, the networks, the solver, the checkpoint to
+resume, the scores' feature network) and so checks all it can before anything is written; then
+training/loop.py takes the run directory and trains.
 """
+import dataclasses
 import json
 import os
 import sys
@@ -21,9 +26,24 @@ import data
 from metrics import evaluation, precision_recall
 from model import Architecture, Discriminator, Generator, count_params
 from solver import Solver
+from training import checkpoint, loop
+from training.run_dir import RunDir
 from utils import cli
 
 FLAGS = flags.FLAGS
+FLAG_NAMES = {"features": "eval_features"}  # settings whose flag here has another name
+
+
+@dataclasses.dataclass
+class Run:
+    """A run built from the flags and checked, with nothing of it written yet."""
+    solver: Solver
+    checkpoints: checkpoint.Checkpoints
+    images: data.Data
+    schedule: loop.Schedule
+    evaluator: evaluation.Evaluator  # None: no scores while training
+    description: str  # the run in one line, printed before it starts
+    flags: dict  # what flags.json records: the flags, the image size, the architecture
 
 
 def check_flags():
@@ -59,31 +79,9 @@ def make_strategy(name):
     return tf.distribute.get_strategy()
 
 
-def scorer(images, arch, eval_every):
-    """score(generator, step): the scores of --eval_samples generated images against as many
-    of the run's real images, whose statistics are computed (or read from the cache) now."""
-    features = FLAGS.eval_features or ("mnist" if FLAGS.dataset == "mnist" else "inception")
-    batch_size = min(evaluation.BATCH_SIZE, images.count)
-    try:
-        evaluation.asked_labels(arch, 0)  # refuses what it cannot score, before training
-        real = data.load(FLAGS.dataset, batch_size, image_size=images.image_size,
-                         data_dir=FLAGS.data_dir, crop=FLAGS.crop, seed=FLAGS.seed)
-        count = min(FLAGS.eval_samples, real.count)
-        evaluator = evaluation.prepare(real, features, count=count, seed=FLAGS.seed,
-                                       batch_size=batch_size, cache_dir=FLAGS.cache_dir,
-                                       what=f"real ({FLAGS.dataset})")
-    except config.ConfigError as e:  # its words name evaluate.py's flag, --features
-        raise config.ConfigError(str(e).replace("--features", "--eval_features")
-                                 + "; or train without scores: --eval_every 0") from None
-    print(f"Scoring every {eval_every} steps: "
-          f"{count:,} generated against {count:,} real images, {evaluator.name} features, "
-          f"resize {evaluator.resize}.")
-    return lambda generator, step: evaluation.score(evaluator, generator,
-                                                    f"generated (step {step})")
-
-
-def run():
-    check_flags()
+def devices():
+    """(strategy, precision, jit_compile) as the flags ask, the precision set as Keras' policy
+    (before the networks are built)."""
     on_gpu = bool(tf.config.list_physical_devices("GPU"))
     precision = FLAGS.mixed_precision
     if precision == "auto":
@@ -93,12 +91,39 @@ def run():
     if FLAGS.batch_size % strategy.num_replicas_in_sync:
         raise config.ConfigError(f"--batch_size {FLAGS.batch_size} must split evenly across "
                                  f"{strategy.num_replicas_in_sync} replicas")
+    return strategy, precision, on_gpu if FLAGS.jit_compile is None else FLAGS.jit_compile
+
+
+def scorer(images, arch, eval_every, features):
+    """The Evaluator of --eval_samples generated against as many of the run's real images,
+    through the feature network so named; their statistics are computed (or read from the
+    cache) now."""
+    batch_size = min(evaluation.BATCH_SIZE, images.count)
+    try:
+        evaluation.check_scorable(arch)
+        real = data.load(dataclasses.replace(images.request, conditional=False), batch_size)
+        count = min(FLAGS.eval_samples, real.count)
+        evaluator = evaluation.prepare(real, features, count=count, seed=FLAGS.seed,
+                                       batch_size=batch_size, cache_dir=FLAGS.cache_dir,
+                                       what=f"real ({images.request.dataset})")
+    except config.ConfigError as e:
+        raise config.ConfigError(f"{e.message}; or train without scores: --eval_every 0",
+                                 e.setting) from None
+    print(f"Scoring every {eval_every} steps: "
+          f"{count:,} generated against {count:,} real images, {evaluator.name} features, "
+          f"resize {evaluator.resize}.")
+    return evaluator
+
+
+def check():
+    """The Run the flags ask for, built and checked without writing anything: the flags, the
+    images, the networks, the checkpoint it resumes from (another architecture is refused) and
+    the scores' feature network. None when the run is already at its last step."""
+    check_flags()
+    strategy, precision, jit_compile = devices()
     keras.utils.set_random_seed(FLAGS.seed)
-    out_dir = FLAGS.out_dir or os.path.join("runs", FLAGS.dataset.replace(":", "_"))
-    images = data.load(FLAGS.dataset, FLAGS.batch_size, image_size=FLAGS.image_size,
-                       data_dir=FLAGS.data_dir, crop=FLAGS.crop, seed=FLAGS.seed,
-                       conditional=FLAGS.conditional, label_key=FLAGS.label_key,
-                       attributes=FLAGS.attributes)
+    record = data.dataset(FLAGS.dataset)
+    images = data.load(data.Request.from_flags(FLAGS.flag_values_dict()), FLAGS.batch_size)
     labels = images.labels or data.Labels("", ())
     arch = Architecture(image_size=images.image_size, channels=images.channels,
                         z_dim=FLAGS.z_dim, gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim,
@@ -107,66 +132,65 @@ def run():
     with strategy.scope():  # variables (and batch norm's synchronisation) follow the strategy
         generator = Generator(arch, FLAGS.init)
         discriminator = Discriminator(arch, FLAGS.init)
-    jit_compile = on_gpu if FLAGS.jit_compile is None else FLAGS.jit_compile
-    solver = Solver(generator, discriminator, out_dir=out_dir, lr=FLAGS.lr, beta1=FLAGS.beta1,
+    solver = Solver(generator, discriminator, lr=FLAGS.lr, beta1=FLAGS.beta1,
                     g_steps=FLAGS.g_steps, label_smoothing=FLAGS.label_smoothing,
                     two_sided_smoothing=FLAGS.two_sided_smoothing, seed=FLAGS.seed,
                     ema_decay=FLAGS.ema_decay, strategy=strategy, jit_compile=jit_compile)
-    steps_per_epoch = images.count // FLAGS.batch_size
-    epochs = FLAGS.epochs or config.EPOCHS.get(FLAGS.dataset, config.DEFAULT_EPOCHS)
-    max_steps = FLAGS.max_steps or epochs * steps_per_epoch
-
-    resumed = solver.restore()  # before any write: a mismatch leaves the directory as it was
+    out_dir = FLAGS.out_dir or os.path.join("runs", FLAGS.dataset.replace(":", "_"))
+    chief = loop.is_chief(strategy)
+    checkpoints = checkpoint.Checkpoints(solver, RunDir(out_dir), chief)
+    resumed = checkpoints.restore()
     step = int(solver.step.numpy())
     if resumed:
         print(f"Resuming from {resumed} at step {step}.")
+    steps_per_epoch = images.count // FLAGS.batch_size
+    max_steps = FLAGS.max_steps or (FLAGS.epochs or record.epochs) * steps_per_epoch
     if step >= max_steps:
         print(f"Nothing to do: {out_dir} is already at step {step} of {max_steps}; "
               "pass a larger --max_steps to train on.")
-        return
-    eval_every = (config.EVAL_EVERY.get(FLAGS.dataset, 0) if FLAGS.eval_every is None
-                  else FLAGS.eval_every)
-    score = None
-    if eval_every and solver.chief:  # before anything is written: the network may be missing
-        score = scorer(images, arch, eval_every)
-    solver.run_dir.create(lock=solver.chief)  # refused if another train.py is writing there
-    if solver.chief:  # how the run was made, for evaluate.py (which real images) and for people
-        flag_values = {f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])}
-        with solver.writing("flags.json"):
-            solver.run_dir.write_flags({**flag_values, "image_size": images.image_size,
-                                        "architecture": json.loads(arch.to_json())})
+        return None
+    eval_every = record.eval_every if FLAGS.eval_every is None else FLAGS.eval_every
+    schedule = loop.Schedule(max_steps, log_every=FLAGS.log_every,
+                             sample_every=FLAGS.sample_every,
+                             checkpoint_every=FLAGS.checkpoint_every, eval_every=eval_every)
+    evaluator = (scorer(images, arch, eval_every, FLAGS.eval_features or record.eval_features)
+                 if eval_every and chief else None)
     conditioned = (f", conditioned on {arch.y_dim} {arch.labels} ({', '.join(arch.label_names)})"
                    if arch.labels else "")
-    print(f"{'Conditional ' if arch.labels else ''}DCGAN on {FLAGS.dataset}{conditioned}: "
-          f"{images.count} images of {images.image_size}x"
-          f"{images.image_size}x{images.channels}, {steps_per_epoch} steps per epoch of batch "
-          f"{FLAGS.batch_size}; generator {count_params(generator):,} and discriminator "
-          f"{count_params(discriminator):,} parameters; {strategy.num_replicas_in_sync} "
-          f"replica(s), {precision}, XLA {'on' if jit_compile else 'off'}; "
-          f"training to step {max_steps}.")
-    # The images from where the run stands: the stopped run's next batch is the resumed run's.
-    batches = strategy.experimental_distribute_dataset(images.stream(step * FLAGS.batch_size))
+    description = (
+        f"{'Conditional ' if arch.labels else ''}DCGAN on {FLAGS.dataset}{conditioned}: "
+        f"{images.count} images of {images.image_size}x{images.image_size}x{images.channels}, "
+        f"{steps_per_epoch} steps per epoch of batch {FLAGS.batch_size}; generator "
+        f"{count_params(generator):,} and discriminator {count_params(discriminator):,} "
+        f"parameters; {strategy.num_replicas_in_sync} replica(s), {precision}, XLA "
+        f"{'on' if jit_compile else 'off'}; training to step {max_steps}.")
+    flag_values = {f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])}
+    return Run(solver, checkpoints, images, schedule, evaluator, description,
+               {**flag_values, "image_size": images.image_size,
+                "architecture": json.loads(arch.to_json())})
+
+
+def run():
+    prepared = check()
+    if prepared is None:
+        return
+    print(prepared.description)
     try:
-        path = solver.train(batches, max_steps, batch_size=FLAGS.batch_size,
-                            log_every=FLAGS.log_every, sample_every=FLAGS.sample_every,
-                            checkpoint_every=FLAGS.checkpoint_every, score=score,
-                            eval_every=eval_every)
+        loop.train(prepared.solver, prepared.checkpoints, prepared.images, prepared.schedule,
+                   evaluator=prepared.evaluator, flags=prepared.flags)
     except tf.errors.DataLossError:  # only TFRecords have checksums to fail
-        data_dir = FLAGS.data_dir or config.DATASETS["celeba"]["data_dir"]
-        raise data.damaged_shard_error(data_dir) from None
-    if solver.chief:
-        print(f"Done at step {max_steps}: checkpoint {path}, samples in {solver.run_dir.samples}, "
-              f"curves with: tensorboard --logdir {solver.run_dir.logs}")
+        raise data.damaged_shard_error(prepared.images.request.data_dir) from None
 
 
 def define_flags():
-    flags.DEFINE_string("dataset", "celeba", f"one of {', '.join(config.DATASETS)}, or tfds:NAME")
+    flags.DEFINE_string("dataset", "celeba", f"one of {', '.join(data.DATASETS)}")
     flags.DEFINE_string("data_dir", None, "where the dataset lives (default: the dataset's own)")
     flags.DEFINE_string("out_dir", None, "run directory for logs, samples and checkpoints "
                         "(default: runs/DATASET); an existing run there is resumed")
     flags.DEFINE_integer("max_steps", None, "train until this step (default: --epochs worth)")
     flags.DEFINE_integer("epochs", None, "epochs to train when --max_steps is not given "
-                         f"(default: {config.EPOCHS}, else {config.DEFAULT_EPOCHS})")
+                         "(default: the dataset's, " + ", ".join(
+                             f"{name} {r.epochs}" for name, r in data.DATASETS.items()) + ")")
     flags.DEFINE_integer("batch_size", config.BATCH_SIZE, "images per step (original 100, paper 128)")
     flags.DEFINE_integer("image_size", None, "image height and width (default: the dataset's)")
     flags.DEFINE_integer("crop", None, "folder and tfds: centred crop box side before resizing "
@@ -200,7 +224,8 @@ def define_flags():
     flags.DEFINE_integer("checkpoint_every", config.CHECKPOINT_EVERY, "steps between checkpoints")
     flags.DEFINE_integer("eval_every", None, "steps between scores of the sampler (FID, KID, "
                          "precision, recall; and the best checkpoint kept), 0: none (default: "
-                         f"{config.EVAL_EVERY} for those datasets, else 0)")
+                         "the dataset's, " + ", ".join(f"{name} {r.eval_every}" for name, r
+                                                       in data.DATASETS.items()) + ")")
     flags.DEFINE_string("eval_features", None, "the scores' feature network, as evaluate.py's "
                         "--features (default: mnist for --dataset mnist, else inception)")
     flags.DEFINE_integer("eval_samples", evaluation.EVAL_SAMPLES, "generated and real images "
@@ -217,4 +242,4 @@ def define_flags():
 
 
 if __name__ == "__main__":
-    cli.main(run, define_flags)
+    cli.main(run, define_flags, FLAG_NAMES)

@@ -201,7 +201,8 @@ def pipeline_rate(data_dir, batch_size, seconds):
     """data.load("celeba") of prepro.py's output in data_dir, end to end: shards -> shuffled
     float batches, no training."""
     import data
-    return rate(data.load("celeba", batch_size, image_size=64, data_dir=data_dir).stream(), seconds)
+    images = data.load(data.Request("celeba", image_size=64, data_dir=data_dir), batch_size)
+    return rate(images.stream(), seconds)
 
 
 def generated_pipeline_rate(images, batch_size, seconds):

@@ -68,7 +68,8 @@ def iterator_checkpoint_bytes(directory, count, batch_size):
 def run():
     with tempfile.TemporaryDirectory() as directory:
         count = write_set(directory, FLAGS.images)
-        loaded = data.load("celeba", FLAGS.batch_size, image_size=64, data_dir=directory)
+        loaded = data.load(data.Request("celeba", image_size=64, data_dir=directory),
+                           FLAGS.batch_size)
         set_bytes = sum(os.path.getsize(os.path.join(directory, n)) for n in os.listdir(directory))
         print(f"{count:,} images of 64x64 in 16 shards, {set_bytes / 1e6:.0f} MB; batch "
               f"{FLAGS.batch_size}")

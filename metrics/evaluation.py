@@ -9,7 +9,7 @@ depend on: the images (their fingerprint, data.py), their size, the feature netw
 N, the seed and the batch size. Changed data gets another name, never stale statistics; a file
 that does not read back whole, or whose record does not match, is computed again.
 """
-import collections
+import dataclasses
 import hashlib
 import json
 import os
@@ -18,21 +18,30 @@ import numpy as np
 
 import config
 from metrics import classifier, distances, features, precision_recall
+from model import label_vector
 from utils import files
 
 CACHE_DIR = os.path.join("runs", "cache")
 BATCH_SIZE = 100  # images per batch through the networks
 EVAL_SAMPLES = 10_000  # per score while training: a fifth of evaluate.py's, five times as fast
 
-# What scoring needs, computed once: the feature network, its name and how images are fitted to
-# it, the real images' statistics, N, the batch size and the seed (of z and of KID's subsets).
-Evaluator = collections.namedtuple("Evaluator", "network name resize real count batch_size seed")
+
+@dataclasses.dataclass(frozen=True)
+class Evaluator:
+    """What scoring needs, prepared once for every score of a run."""
+    network: object  # the feature network: a Keras model, images in [-1, 1] -> [batch, d]
+    name: str  # its name, in the scores' names (fid_NAME)
+    resize: str  # how images are fitted to its input, in words
+    real: distances.Statistics  # of the real images' features
+    count: int  # N: images a side
+    batch_size: int  # images per batch through the networks
+    seed: int  # of the generated side's z and of KID's subsets
 
 
 def prepare(images, features_flag, *, count, seed, batch_size=BATCH_SIZE, cache_dir=CACHE_DIR,
             what="real"):
-    """The Evaluator of count images of images (a data.Data) through --features features_flag;
-    the real statistics from the cache when they are there."""
+    """The Evaluator of count images of images (a data.Data) through the feature network that
+    features_flag names; the real statistics from the cache when they are there."""
     network, name = features.feature_network(features_flag)
     resize = features.describe_input(network, images.image_size, images.channels)
     key = dict(images=images.fingerprint, image_size=images.image_size, channels=images.channels,
@@ -85,15 +94,20 @@ def write_cached(path, key, real):
         print(f"Cannot cache the real statistics in {path} ({e}); going on without.", flush=True)
 
 
-def asked_labels(arch, count):
-    """y of a conditional generator's scored images: the classes in turn, as many of each (the
-    real images of a class-labelled set are about balanced). None for an unconditional one."""
-    if not arch.labels:
-        return None
-    if arch.labels != "classes":
+def check_scorable(arch):
+    """Refuse a generator that cannot be scored: one conditioned on attributes."""
+    if arch.labels == "attributes":
         raise config.ConfigError("scoring a run conditioned on attributes is not supported: "
                                  "it needs the attributes' joint distribution of the real images")
-    return np.eye(arch.y_dim, dtype=np.float32)[np.arange(count) % arch.y_dim]
+
+
+def scored_labels(arch, count):
+    """y of a conditional generator's scored images: the classes in turn, as many of each (the
+    real images of a class-labelled set are about balanced). None for an unconditional one."""
+    check_scorable(arch)
+    if not arch.labels:
+        return None
+    return label_vector(arch, np.arange(count) % arch.y_dim).numpy()
 
 
 def reads_digits(arch):
@@ -125,7 +139,7 @@ def score(evaluator, generator, what="generated", real_classes=None):
     each class whose images, real and generated, outnumber the features (so that both
     covariances can have full rank)."""
     count, seed = evaluator.count, evaluator.seed
-    y = asked_labels(generator.arch, count)
+    y = scored_labels(generator.arch, count)
     pixels = features.generated_pixels(generator, count, evaluator.batch_size, seed, y)
     predictions = []
     if reads_digits(generator.arch):

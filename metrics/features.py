@@ -1,10 +1,10 @@
 """The feature networks that FID and KID compare images through, and the images they take.
 
---features inception is Keras' ImageNet InceptionV3: the field's network, but not the exact 2015
-graph of the original FID code, so its numbers compare with each other and only roughly with
-published ones. --features mnist is the digit classifier of metrics/classifier.py, with the
-weights the project ships, cut at its penultimate layer. Any Keras model saved as NAME.keras that
-gives one vector per image works too.
+inception is Keras' ImageNet InceptionV3: the field's network, but not the exact 2015 graph of
+the original FID code, so its numbers compare with each other and only roughly with published
+ones. mnist is the digit classifier of metrics/classifier.py, with the weights the project ships,
+cut at its penultimate layer. Any Keras model saved as NAME.keras that gives one vector per image
+works too.
 """
 import os
 import time
@@ -46,7 +46,8 @@ def inception(weights="imagenet"):
             raise config.ConfigError(
                 f"cannot download the Inception weights ({reason}): without network, fetch "
                 f"{INCEPTION_URL} elsewhere and put {INCEPTION_WEIGHTS} in {keras_models_dir()}/ "
-                "(~/.keras/models/, or $KERAS_HOME/models/), or use --features mnist") from None
+                "(~/.keras/models/, or $KERAS_HOME/models/), or choose the mnist features",
+                "features") from None
     return keras.applications.InceptionV3(include_top=False, weights=weights, pooling="avg",
                                           input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, 3))
 
@@ -59,12 +60,12 @@ def mnist_features(path=classifier.DEFAULT_PATH, sha256=classifier.WEIGHTS_SHA25
 
 def load_network(path):
     if not os.path.isfile(path):
-        raise config.ConfigError(f"no Keras model at {path}: check --features")
+        raise config.ConfigError(f"no Keras model at {path}", "features")
     try:
         return keras.models.load_model(path, compile=False)
     except Exception as e:  # Keras raises assorted types for a file it cannot read
         raise config.ConfigError(f"cannot load {path} ({type(e).__name__}): pass a model saved "
-                                 "with model.save('NAME.keras')") from None
+                                 "with model.save('NAME.keras')", "features") from None
 
 
 def feature_network(features):
@@ -74,17 +75,18 @@ def feature_network(features):
     if features == "mnist":
         return mnist_features(), "mnist"
     if not features.endswith(".keras"):
-        raise config.ConfigError(f"--features must be inception, mnist or a PATH.keras, "
-                                 f"not {features!r}")
+        raise config.ConfigError(f"must be inception, mnist or a PATH.keras, not {features!r}",
+                                 "features")
     network = load_network(features)
     if len(network.output_shape) != 2:
         raise config.ConfigError(f"{features} gives outputs of shape {network.output_shape}: "
-                                 "a feature network gives one vector per image, [batch, d]")
+                                 "a feature network gives one vector per image, [batch, d]",
+                                 "features")
     return network, os.path.basename(features)[:-len(".keras")]
 
 
 def fingerprint(features):
-    """A text that changes when the feature network of --features does: its weights' hash."""
+    """A text that changes when the feature network so named does: its weights' hash."""
     if features == "inception":
         return f"inception md5 {INCEPTION_MD5}"
     if features == "mnist":
@@ -98,7 +100,7 @@ def describe_input(network, image_size, channels):
     _, height, width, wanted = network.input_shape
     if channels != wanted and (channels, wanted) != (1, 3):
         raise config.ConfigError(f"the feature network takes {wanted}-channel images and this "
-                                 f"run's are {channels}-channel: choose other --features")
+                                 f"run's are {channels}-channel: choose another", "features")
     steps = []
     if height and (height, width) != (image_size, image_size):
         steps.append(f"bilinear {image_size}x{image_size} -> {height}x{width}")
@@ -150,7 +152,7 @@ def feature_statistics(pixel_batches, network, count, what, by_class=False):
             pixels, classes = pixels
         features = network(network_input(pixels, network), training=False).numpy()
         if not np.isfinite(features).all():
-            raise config.ConfigError("the feature network gave inf or nan: check --features")
+            raise config.ConfigError("the feature network gave inf or nan", "features")
         for c in np.unique(classes) if by_class else []:
             per_class.setdefault(int(c), Statistics(kept=0)).add(features[classes == c])
         statistics.add(features)

@@ -21,9 +21,12 @@ tf.config.set_logical_device_configuration(tf.config.list_physical_devices("CPU"
                                            [tf.config.LogicalDeviceConfiguration()] * 2)
 
 import config  # noqa: E402 (after the devices are set)
+import data  # noqa: E402
 from model import Architecture, Discriminator, Generator  # noqa: E402
 from ops import batch_norm  # noqa: E402
 from solver import Solver  # noqa: E402
+from training import checkpoint  # noqa: E402
+from training.run_dir import RunDir  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,6 +39,16 @@ def tiny_models(seed=0, **changes):
     keras.utils.set_random_seed(seed)
     arch = dataclasses.replace(TINY, **changes)
     return Generator(arch), Discriminator(arch)
+
+
+def load(dataset, batch_size, **options):
+    """data.load of data.Request(dataset, **options)."""
+    return data.load(data.Request(dataset, **options), batch_size)
+
+
+def checkpoints(solver, out_dir):
+    """The solver's checkpoints in the run directory out_dir."""
+    return checkpoint.Checkpoints(solver, RunDir(str(out_dir)))
 
 
 @pytest.fixture
@@ -69,15 +82,22 @@ def biases_before_batch_norm(network):
             if isinstance(after, batch_norm) and getattr(layer, "bias", None) is not None}
 
 
-def assert_same_training(reference, other, batches, other_batches, rtol, atol):
-    """Same losses at every step, and the same weights and batch norm statistics after."""
+def same_start(reference, other):
+    """The variables both start from, checked equal."""
     start = {n: snapshot(getattr(reference, n).variables) for n in NETWORKS}
     for n in NETWORKS:
         for a, b in zip(start[n], snapshot(getattr(other, n).variables)):
             np.testing.assert_array_equal(a, b)
-    for a, b in zip(train(reference, batches), train(other, other_batches)):
-        assert a.keys() == b.keys()
-        np.testing.assert_allclose([a[k] for k in a], [b[k] for k in a], rtol=rtol)
+    return start
+
+
+def assert_same_metrics(a, b, rtol):
+    assert a.keys() == b.keys()
+    np.testing.assert_allclose([float(a[k]) for k in a], [float(b[k]) for k in a], rtol=rtol)
+
+
+def assert_same_variables(reference, other, start, atol):
+    """The same weights and batch norm statistics, but for the biases that float noise moves."""
     for n in NETWORKS:
         noise = biases_before_batch_norm(getattr(reference, n))
         assert noise  # one per network at this size
@@ -87,6 +107,26 @@ def assert_same_training(reference, other, batches, other_batches, rtol, atol):
                 assert max(np.abs(a - initial).max(), np.abs(b - initial).max()) < 1e-4
             else:
                 np.testing.assert_allclose(a, b, atol=atol, rtol=0, err_msg=a.path)
+
+
+def assert_same_training(reference, other, batches, other_batches, rtol, atol):
+    """Same losses at every train_step, and the same weights and batch norm statistics after."""
+    start = same_start(reference, other)
+    for a, b in zip(train(reference, batches), train(other, other_batches)):
+        assert_same_metrics(a, b, rtol)
+    assert_same_variables(reference, other, start, atol)
+
+
+def assert_same_steps(reference, reference_step, other, other_step, batches, rtol=1e-5,
+                      atol=1e-6):
+    """Two step functions, reference_step(real, z) of the solver reference and other_step of
+    other, called directly on the same batches and the same z: the same losses at every step,
+    and the same weights and batch norm statistics after."""
+    start = same_start(reference, other)
+    for step, real in enumerate(batches):
+        z = reference.sample_z(len(real), step)
+        assert_same_metrics(reference_step(real, z), other_step(real, z), rtol)
+    assert_same_variables(reference, other, start, atol)
 
 
 # --- commands, as a user runs them ------------------------------------------------------------
@@ -119,7 +159,7 @@ def events(log_dir):
 
 
 def checkpoint_value(path, name):
-    return tf.train.load_checkpoint(path).get_tensor(f"{name}/.ATTRIBUTES/VARIABLE_VALUE")
+    return tf.train.load_checkpoint(path).get_tensor(checkpoint.value(name))
 
 
 def shard_attributes(number, names):

@@ -7,7 +7,7 @@ from PIL import Image
 
 import config
 import data
-from conftest import shard_attributes, write_shards
+from conftest import load, shard_attributes, write_shards
 
 
 def test_mnist_is_5000_real_digits_bundled():
@@ -18,7 +18,7 @@ def test_mnist_is_5000_real_digits_bundled():
 
 
 def test_mnist_batches_are_in_tanh_range():
-    images = data.load("mnist", batch_size=100)
+    images = load("mnist", batch_size=100)
     batch = next(iter(images.stream()))
     assert images.count == 5000 and (images.image_size, images.channels) == (28, 1)
     assert batch.shape == (100, 28, 28, 1) and batch.dtype == tf.float32
@@ -26,12 +26,12 @@ def test_mnist_batches_are_in_tanh_range():
 
 
 def test_mnist_can_be_resized():
-    images = data.load("mnist", batch_size=4, image_size=32)
+    images = load("mnist", batch_size=4, image_size=32)
     assert next(iter(images.stream())).shape == (4, 32, 32, 1)
 
 
 def test_epochs_are_reshuffled():
-    images = data.load("fake", batch_size=500, image_size=8)  # 1000 images: 2 batches an epoch
+    images = load("fake", batch_size=500, image_size=8)  # 1000 images: 2 batches an epoch
     batches = [b.numpy() for b in images.stream().take(4)]
     first_epoch = np.concatenate(batches[:2])
     second_epoch = np.concatenate(batches[2:])
@@ -42,7 +42,7 @@ def test_epochs_are_reshuffled():
 
 def test_celeba_reads_prepared_tfrecords(tmp_path):
     write_shards(tmp_path, size=16)
-    images = data.load("celeba", batch_size=10, image_size=16, data_dir=str(tmp_path))
+    images = load("celeba", batch_size=10, image_size=16, data_dir=str(tmp_path))
     batch = next(iter(images.stream())).numpy()
     assert images.count == 10 and batch.shape == (10, 16, 16, 3)
     pixel_values = sorted(np.rint((batch[:, 0, 0, 0] + 1) * 127.5).astype(int))
@@ -52,7 +52,7 @@ def test_celeba_reads_prepared_tfrecords(tmp_path):
 def test_celeba_of_another_size_is_refused(tmp_path):
     write_shards(tmp_path, size=16)
     with pytest.raises(config.ConfigError, match="holds 16x16 images, not 64x64"):
-        data.load("celeba", batch_size=2, data_dir=str(tmp_path))
+        load("celeba", batch_size=2, data_dir=str(tmp_path))
 
 
 def test_truncated_shard_is_named(tmp_path):
@@ -60,17 +60,17 @@ def test_truncated_shard_is_named(tmp_path):
     shard = tmp_path / "celeba-00001-of-00002.tfrecord"
     shard.write_bytes(shard.read_bytes()[:-10])
     with pytest.raises(config.ConfigError, match="shard .*celeba-00001-of-00002.tfrecord has"):
-        data.load("celeba", batch_size=2, image_size=16, data_dir=str(tmp_path))
+        load("celeba", batch_size=2, image_size=16, data_dir=str(tmp_path))
 
 
 def test_missing_celeba_says_which_commands_make_it(tmp_path):
     with pytest.raises(config.ConfigError, match=r"download\.sh, then python prepro\.py"):
-        data.load("celeba", batch_size=2, data_dir=str(tmp_path / "nothing"))
+        load("celeba", batch_size=2, data_dir=str(tmp_path / "nothing"))
 
 
 def test_batch_larger_than_dataset_is_refused():
     with pytest.raises(config.ConfigError, match="larger than the dataset"):
-        data.load("fake", batch_size=5000)
+        load("fake", batch_size=5000)
 
 
 def test_center_crop_takes_the_originals_box_from_a_178x218_image():
@@ -97,7 +97,7 @@ def test_folder_of_mixed_images_is_searched_recursively(tmp_path):
         Image.fromarray(rng.integers(0, 256, (218, 178, 3), np.uint8)).save(tmp_path / name)
     Image.fromarray(rng.integers(0, 256, (40, 30), np.uint8)).save(tmp_path / "gray.png")
     (tmp_path / "notes.txt").write_text("not an image")
-    images = data.load("folder", batch_size=5, image_size=16, data_dir=str(tmp_path), crop=108)
+    images = load("folder", batch_size=5, image_size=16, data_dir=str(tmp_path), crop=108)
     batch = next(iter(images.stream()))
     assert images.count == 5 and batch.shape == (5, 16, 16, 3)
     assert -1.0 <= float(tf.reduce_min(batch)) and float(tf.reduce_max(batch)) <= 1.0
@@ -105,23 +105,23 @@ def test_folder_of_mixed_images_is_searched_recursively(tmp_path):
 
 def test_empty_folder_is_refused(tmp_path):
     with pytest.raises(config.ConfigError, match="no .jpg, .jpeg, .png, .webp images found"):
-        data.load("folder", batch_size=2, data_dir=str(tmp_path))
+        load("folder", batch_size=2, data_dir=str(tmp_path))
 
 
 def test_tfds_sources_take_their_shape_from_the_dataset():
     import tensorflow_datasets as tfds
     with tfds.testing.mock_data(num_examples=8):
-        mnist = data.load("tfds:mnist", batch_size=4)
+        mnist = load("tfds:mnist", batch_size=4)
         assert (mnist.image_size, mnist.channels) == (28, 1)
         assert next(iter(mnist.stream())).shape == (4, 28, 28, 1)
-        faces = data.load("tfds:celeb_a", batch_size=4, crop=108)
+        faces = load("tfds:celeb_a", batch_size=4, crop=108)
         assert (faces.image_size, faces.channels) == (64, 3)  # 218x178 is not square: 64
         assert next(iter(faces.stream())).shape == (4, 64, 64, 3)
 
 
 def test_unprepared_tfds_dataset_says_how_to_prepare_it(tmp_path):
     with pytest.raises(config.ConfigError, match="tfds build mnist"):
-        data.load("tfds:mnist", batch_size=4, data_dir=str(tmp_path))
+        load("tfds:mnist", batch_size=4, data_dir=str(tmp_path))
 
 
 def examples_of(loaded, start, n):
@@ -149,7 +149,7 @@ def loaded_source(name, tmp_path, **options):
     if name == "celeba":
         if not (tmp_path / config.MANIFEST).exists():
             write_shards(tmp_path, size=8, shards=3, per_shard=4, attributes=ATTRIBUTES)
-        return data.load("celeba", batch_size=3, image_size=8, data_dir=str(tmp_path), **options)
+        return load("celeba", batch_size=3, image_size=8, data_dir=str(tmp_path), **options)
     if name == "folder":
         if not any(tmp_path.iterdir()):
             rng = np.random.default_rng(0)
@@ -157,10 +157,10 @@ def loaded_source(name, tmp_path, **options):
                 (tmp_path / "abc"[i % 3]).mkdir(exist_ok=True)
                 Image.fromarray(rng.integers(0, 256, (12, 10, 3), np.uint8)).save(
                     tmp_path / "abc"[i % 3] / f"{i}.png")
-        return data.load("folder", batch_size=3, image_size=8, data_dir=str(tmp_path), **options)
+        return load("folder", batch_size=3, image_size=8, data_dir=str(tmp_path), **options)
     if name == "mnist":
-        return data.load("mnist", batch_size=500, image_size=8, **options)
-    return data.load(name, batch_size=3, image_size=8, **options)
+        return load("mnist", batch_size=500, image_size=8, **options)
+    return load(name, batch_size=3, image_size=8, **options)
 
 
 @pytest.mark.parametrize("name", ["fake", "mnist", "celeba", "folder", "tfds:mnist"])
@@ -211,7 +211,7 @@ def test_mnist_labels_are_the_digits_shown():
     digits, labels = data.mnist_digits()
     label_of = {image.tobytes(): label for image, label in zip(digits, labels)}
     assert len(label_of) == len(digits)  # each image tells its label
-    loaded = data.load("mnist", batch_size=1000, conditional=True)
+    loaded = load("mnist", batch_size=1000, conditional=True)
     assert loaded.labels == data.Labels("classes", tuple("0123456789"))
     images, got = examples_of(loaded, 0, 5000)
     assert got.dtype == np.int32 and got.shape == (5000,)
@@ -232,7 +232,7 @@ def test_folder_classes_are_its_subfolders_and_every_image_keeps_its_own(tmp_pat
                 tmp_path / folder / name, quality=100, lossless=True)
     (tmp_path / "empty" / "deeper").mkdir(parents=True)
     (tmp_path / "dog" / "broken.png").write_bytes(b"not a png")
-    loaded = data.load("folder", batch_size=2, image_size=10, data_dir=str(tmp_path),
+    loaded = load("folder", batch_size=2, image_size=10, data_dir=str(tmp_path),
                        conditional=True)
     assert loaded.labels == data.Labels("classes", ("cat", "dog", "emu"))
     images, labels = examples_of(loaded, 0, 6)  # the 6 readable images of the first epoch
@@ -246,12 +246,12 @@ def test_folder_without_class_subfolders_is_refused_for_labels(tmp_path):
     Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(tmp_path / "a.png")
     with pytest.raises(config.ConfigError, match=r"from its subfolders, .*CLASS_NAME/\*\.png, "
                                                  r"but 1 images lie in .* \(e\.g\. a\.png\)"):
-        data.load("folder", batch_size=1, data_dir=str(tmp_path), conditional=True)
+        load("folder", batch_size=1, data_dir=str(tmp_path), conditional=True)
     (tmp_path / "cat").mkdir()  # beside class subfolders, an image still has no class
     Image.fromarray(np.zeros((10, 10, 3), np.uint8)).save(tmp_path / "cat" / "b.png")
     with pytest.raises(config.ConfigError, match="but 1 images lie in"):
-        data.load("folder", batch_size=1, data_dir=str(tmp_path), conditional=True)
-    assert data.load("folder", batch_size=1, data_dir=str(tmp_path)).count == 2  # no labels: fine
+        load("folder", batch_size=1, data_dir=str(tmp_path), conditional=True)
+    assert load("folder", batch_size=1, data_dir=str(tmp_path)).count == 2  # no labels: fine
 
 
 def test_tfds_labels_are_each_examples_class_label():
@@ -260,7 +260,7 @@ def test_tfds_labels_are_each_examples_class_label():
         label_of = {example["image"].numpy().tobytes(): int(example["label"]) for example in
                     tfds.builder("mnist").as_dataset(split="train", shuffle_files=False)}
         assert len(label_of) == 12 and len(set(label_of.values())) > 1
-        loaded = data.load("tfds:mnist", batch_size=4, conditional=True)
+        loaded = load("tfds:mnist", batch_size=4, conditional=True)
         assert loaded.labels == data.Labels("classes", tuple("0123456789"))
         images, labels = examples_of(loaded, 0, 12)
     assert labels.dtype == np.int32
@@ -275,17 +275,17 @@ def test_tfds_without_a_class_label_names_its_features():
                                                      r"'label' \(its features: image, landmarks, "
                                                      r"attributes, identity\): it has none "
                                                      r"to condition on: choose a dataset"):
-            data.load("tfds:celeb_a", batch_size=2, conditional=True)
-        with pytest.raises(config.ConfigError, match="'image' .*pass --label_key, one of label"):
-            data.load("tfds:mnist", batch_size=2, conditional=True, label_key="image")
+            load("tfds:celeb_a", batch_size=2, conditional=True)
+        with pytest.raises(config.ConfigError, match="label_key: .*'image' .*choose one of label"):
+            load("tfds:mnist", batch_size=2, conditional=True, label_key="image")
 
 
 def test_celeba_attributes_are_chosen_by_name_in_the_order_asked(tmp_path):
     write_shards(tmp_path, size=8, shards=2, per_shard=5, attributes=ATTRIBUTES)
-    load = lambda **kw: data.load("celeba", batch_size=5, image_size=8, data_dir=str(tmp_path),
-                                  conditional=True, **kw)
+    load_chosen = lambda **kw: load("celeba", batch_size=5, image_size=8,
+                                    data_dir=str(tmp_path), conditional=True, **kw)
     for chosen in [ATTRIBUTES, ["Young", "Bald"], "Male,Smiling"]:
-        loaded = load(attributes=None if chosen is ATTRIBUTES else chosen)
+        loaded = load_chosen(attributes=None if chosen is ATTRIBUTES else chosen)
         names = chosen.split(",") if isinstance(chosen, str) else chosen
         assert loaded.labels == data.Labels("attributes", tuple(names))
         images, labels = examples_of(loaded, 0, 10)
@@ -294,11 +294,11 @@ def test_celeba_attributes_are_chosen_by_name_in_the_order_asked(tmp_path):
         columns = [ATTRIBUTES.index(n) for n in names]
         expected = [[shard_attributes(n, ATTRIBUTES)[c] for c in columns] for n in numbers]
         np.testing.assert_array_equal(labels, expected)
-    with pytest.raises(config.ConfigError, match="unknown attribute 'Smile' in --attributes: "
+    with pytest.raises(config.ConfigError, match="attributes: unknown attribute 'Smile': "
                                                  "choose from Bald,Smiling,Male,Young"):
-        load(attributes=["Smile"])
-    with pytest.raises(config.ConfigError, match="--attributes names Male twice"):
-        load(attributes=["Male", "Bald", "Male"])
+        load_chosen(attributes=["Smile"])
+    with pytest.raises(config.ConfigError, match="attributes: Male is named twice"):
+        load_chosen(attributes=["Male", "Bald", "Male"])
 
 
 def test_celeba_records_without_attributes_are_refused_for_labels(tmp_path):
@@ -306,17 +306,19 @@ def test_celeba_records_without_attributes_are_refused_for_labels(tmp_path):
     with pytest.raises(config.ConfigError, match="hold no attributes: put CelebA's "
                                                  "list_attr_celeba.txt beside the images and run "
                                                  "python prepro.py again"):
-        data.load("celeba", batch_size=2, image_size=8, data_dir=str(tmp_path), conditional=True)
+        load("celeba", batch_size=2, image_size=8, data_dir=str(tmp_path), conditional=True)
 
 
 def test_labels_where_there_are_none_to_choose_are_refused():
-    with pytest.raises(config.ConfigError, match="--dataset fake has no labels"):
-        data.load("fake", batch_size=2, conditional=True)
-    with pytest.raises(config.ConfigError, match="--attributes chooses CelebA's"):
-        data.load("mnist", batch_size=2, conditional=True, attributes=["Smiling"])
-    with pytest.raises(config.ConfigError, match="--label_key chooses a tfds:NAME"):
-        data.load("mnist", batch_size=2, conditional=True, label_key="label")
-    plain = data.load("fake", batch_size=2)
+    with pytest.raises(config.ConfigError, match="dataset: fake has no labels to condition on: "
+                                                 "choose one of celeba, mnist, folder, tfds:NAME"):
+        load("fake", batch_size=2, conditional=True)
+    with pytest.raises(config.ConfigError, match="attributes: it chooses the labels of celeba: "
+                                                 "mnist has no use for it"):
+        load("mnist", batch_size=2, conditional=True, attributes=["Smiling"])
+    with pytest.raises(config.ConfigError, match="label_key: it chooses the labels of tfds:NAME"):
+        load("mnist", batch_size=2, conditional=True, label_key="label")
+    plain = load("fake", batch_size=2)
     assert plain.labels is None and next(iter(plain.stream())).shape == (2, 64, 64, 3)
 
 
@@ -328,13 +330,13 @@ def test_the_fingerprint_changes_with_the_images_and_with_nothing_else(tmp_path)
     for i in range(3):
         Image.fromarray(np.full((20, 20, 3), i, np.uint8)).save(folder / f"{i}.png")
     write_shards(shards, size=8)
-    loads = {"folder": lambda **kw: data.load("folder", data_dir=str(folder), **kw),
-             "celeba": lambda **kw: data.load("celeba", data_dir=str(shards), image_size=8, **kw),
-             "mnist": lambda **kw: data.load("mnist", **kw)}
-    before = {name: load(batch_size=2).fingerprint for name, load in loads.items()}
+    loads = {"folder": lambda **kw: load("folder", data_dir=str(folder), **kw),
+             "celeba": lambda **kw: load("celeba", data_dir=str(shards), image_size=8, **kw),
+             "mnist": lambda **kw: load("mnist", **kw)}
+    before = {name: loader(batch_size=2).fingerprint for name, loader in loads.items()}
     assert len(set(before.values())) == 3
-    for name, load in loads.items():
-        assert load(batch_size=3, seed=5).fingerprint == before[name]
+    for name, loader in loads.items():
+        assert loader(batch_size=3, seed=5).fingerprint == before[name]
     Image.fromarray(np.full((20, 20, 3), 9, np.uint8)).save(folder / "1.png")
     assert loads["folder"](batch_size=2).fingerprint != before["folder"]
     manifest = json.loads((shards / config.MANIFEST).read_text())

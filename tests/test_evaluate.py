@@ -13,9 +13,9 @@ import tensorflow as tf
 import config
 import data
 import evaluate
-from conftest import error_line, events, run_command, tiny_models
+from conftest import error_line, events, load, run_command, tiny_models
 from metrics import classifier, distances, evaluation, features
-from utils.run_dir import RunDir
+from training.run_dir import RunDir
 
 
 def random_covariance(rng, d):
@@ -171,7 +171,7 @@ def test_images_are_resized_and_tiled_to_the_network_input():
     assert features.describe_input(network, 16, 3) == "none (16x16)"
     with pytest.raises(config.ConfigError, match="takes 1-channel images"):
         features.describe_input(tiny_feature_network((16, 16, 1)), 16, 3)
-    with pytest.raises(config.ConfigError, match="--features must be"):
+    with pytest.raises(config.ConfigError, match="features: must be inception, mnist or a"):
         features.feature_network("vgg16")
 
 
@@ -195,7 +195,8 @@ def test_inception_without_network_says_where_to_put_the_weights(tmp_path, monke
     message = str(error.value)
     assert "\n" not in message and "Name or service not known" in message
     assert features.INCEPTION_WEIGHTS in message and str(tmp_path / "models") in message
-    assert features.INCEPTION_URL in message and "--features mnist" in message
+    assert features.INCEPTION_URL in message and "the mnist features" in message
+    assert error.value.setting == "features"  # each command names its own flag for it
 
 
 # --- the MNIST classifier ---------------------------------------------------------------------
@@ -268,7 +269,7 @@ def test_real_statistics_are_computed_once_read_back_to_the_bit_and_never_truste
     cache = tmp_path / "cache"
 
     def prepare(seed=0):
-        images = data.load("fake", 10, image_size=16, seed=seed)
+        images = load("fake", 10, image_size=16, seed=seed)
         return evaluation.prepare(images, str(network), count=30, seed=0, batch_size=10,
                                   cache_dir=str(cache)).real.state()
 
@@ -309,15 +310,20 @@ def test_real_images_come_from_the_run_unless_dataset_is_given(tmp_path):
     (tmp_path / "flags.json").write_text(json.dumps({"dataset": "folder", "data_dir": "pics",
                                                       "crop": 108, "seed": 4}))
     run = RunDir(str(tmp_path))
-    assert evaluate.real_source(run, None, None) == ("folder", "pics", 108)
-    assert evaluate.real_source(run, None, "other") == ("folder", "other", 108)
-    assert evaluate.real_source(run, "mnist", None) == ("mnist", None, None)
+    assert evaluate.real_images(run, None, None) == data.Request("folder", data_dir="pics",
+                                                                 crop=108, seed=4)
+    assert evaluate.real_images(run, None, "other").data_dir == "other"
+    assert evaluate.real_images(run, "mnist", None) == data.Request("mnist")
     (tmp_path / "flags.json").write_text("[1, 2")  # cut short
     with pytest.raises(config.ConfigError, match="flags.json is damaged"):
-        evaluate.real_source(run, None, None)
+        evaluate.real_images(run, None, None)
+    (tmp_path / "flags.json").write_text(json.dumps({"data_dir": "pics"}))
+    with pytest.raises(config.ConfigError, match="flags.json is damaged"):
+        evaluate.real_images(run, None, None)
     (tmp_path / "flags.json").unlink()  # a run made before train.py wrote it
-    with pytest.raises(config.ConfigError, match="pass --dataset"):
-        evaluate.real_source(run, None, None)
+    with pytest.raises(config.ConfigError, match="not found: name the dataset") as error:
+        evaluate.real_images(run, None, None)
+    assert error.value.setting == "dataset"
 
 
 def test_sample_count_is_capped_at_the_dataset_and_says_so(capsys):

@@ -11,11 +11,12 @@ from PIL import Image
 
 import config
 import sample
-from conftest import error_line, run_command, tiny_models
+from conftest import checkpoints, error_line, run_command, tiny_models
 from model import draw_z, to_pixels
 from sample import lerp, slerp
 from solver import Solver
-from utils.run_dir import RunDir, load_generator
+from training.checkpoint import load_generator
+from training.run_dir import RunDir
 
 SIZE = 16  # tiny_models' images
 
@@ -25,11 +26,11 @@ def run_dir(tmp_path_factory):
     """A run directory as train.py leaves it, a few steps in, so batch norm's moving statistics
     are not their initial values."""
     out = str(tmp_path_factory.mktemp("run"))
-    solver = Solver(*tiny_models(), seed=0, out_dir=out)
+    solver = Solver(*tiny_models(), seed=0)
     real = tf.random.stateless_uniform((8, SIZE, SIZE, 3), seed=(1, 2), minval=-1, maxval=1)
     for _ in range(3):
         solver.train_step(real)
-    solver.save()
+    checkpoints(solver, out).save()
     return out
 
 
@@ -173,7 +174,7 @@ def test_the_generator_is_rebuilt_from_the_architecture_its_checkpoint_records(t
     """The record is JSON of six fields (as checkpoints have always kept it); one that is not
     is one line."""
     snapshot = load_generator(RunDir(run_dir))
-    assert snapshot.step == 3 and snapshot.checkpoint.endswith("ckpt-3")
+    assert snapshot.step == 3 and snapshot.path.endswith("ckpt-3")
     assert snapshot.generator.arch.to_json() == (
         '{"channels": 3, "df_dim": 8, "gf_dim": 8, "image_size": 16, "kernel_size": 5, '
         '"z_dim": 16}')
@@ -228,11 +229,11 @@ def test_export_loads_without_the_project_and_matches_sample_py(run_dir, grid9, 
 
 @pytest.mark.slow
 def test_a_run_with_an_average_samples_the_average_unless_told_not_to(tmp_path):
-    solver = Solver(*tiny_models(), seed=0, out_dir=str(tmp_path), ema_decay=0.5)
+    solver = Solver(*tiny_models(), seed=0, ema_decay=0.5)
     real = tf.random.stateless_uniform((8, SIZE, SIZE, 3), seed=(1, 2), minval=-1, maxval=1)
     for _ in range(3):
         solver.train_step(real)
-    solver.save()
+    checkpoints(solver, tmp_path).save()
     z = solver.sample_z(5, 0)
     for ema, network in [(True, solver.generator_ema), (False, solver.generator)]:
         snapshot = load_generator(RunDir(str(tmp_path)), ema=ema)
@@ -247,26 +248,26 @@ def test_a_run_with_an_average_samples_the_average_unless_told_not_to(tmp_path):
 
 
 def test_the_best_checkpoint_of_a_run_that_never_scored_itself_says_what_to_run(run_dir):
-    with pytest.raises(config.ConfigError, match=r"no best checkpoint: .* --eval_every N"):
+    with pytest.raises(config.ConfigError, match=r"no best checkpoint: .* --eval_every N") as error:
         load_generator(RunDir(run_dir), "best")
+    assert error.value.setting == "checkpoint"  # sample.py prints it as --checkpoint: ...
 
 
 # --- a conditional run ----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def conditional_run(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("conditional"))
-    solver = Solver(*tiny_models(labels="classes", label_names=("cat", "dog", "owl")), seed=0,
-                    out_dir=out)
+    solver = Solver(*tiny_models(labels="classes", label_names=("cat", "dog", "owl")), seed=0)
     real = tf.random.stateless_uniform((6, SIZE, SIZE, 3), seed=(1, 2), minval=-1, maxval=1)
     for _ in range(3):
         solver.train_step((real, tf.constant([0, 1, 2, 0, 1, 2])))
-    solver.save()
+    checkpoints(solver, out).save()
     return out, load_generator(RunDir(out)).generator
 
 
 def test_a_conditional_grid_has_a_row_per_asked_label_on_the_same_z(conditional_run, tmp_path):
     _, generator = conditional_run
-    labels = sample.asked_labels(generator.arch, ["owl", "cat"], None)
+    labels = sample.requested_labels(generator.arch, ["owl", "cat"], None)
     assert labels[0] == ["owl", "cat"]
     written = sample.grid(generator, str(tmp_path), seed=2, num_samples=4, labels=labels)
     assert written[-1] == "(rows: owl; cat)"
@@ -276,9 +277,9 @@ def test_a_conditional_grid_has_a_row_per_asked_label_on_the_same_z(conditional_
         y = np.eye(3, dtype=np.float32)[[label] * 4]
         np.testing.assert_array_equal(images[4 * row:4 * row + 4], to_pixels(generator.sample(z, y)))
     # Every class by default, and a walk from label to label ends on their plain samples.
-    assert sample.asked_labels(generator.arch, None, None)[0] == ["cat", "dog", "owl"]
+    assert sample.requested_labels(generator.arch, None, None)[0] == ["cat", "dog", "owl"]
     walk = sample.interpolate(generator, str(tmp_path), seed=3, pairs=1, steps=5,
-                              labels=sample.asked_labels(generator.arch, ["dog", "owl"], None))
+                              labels=sample.requested_labels(generator.arch, ["dog", "owl"], None))
     ends = tiles(walk[0], cols=5)[[0, 4]]
     z = draw_z(1, 16, 3)
     for end, label in zip(ends, [1, 2]):
@@ -292,20 +293,20 @@ def test_a_conditional_grid_has_a_row_per_asked_label_on_the_same_z(conditional_
 def test_a_label_the_run_does_not_know_names_the_ones_it_does(conditional_run, label, attributes,
                                                               says):
     with pytest.raises(config.ConfigError, match=says):
-        sample.asked_labels(conditional_run[1].arch, label, attributes)
+        sample.requested_labels(conditional_run[1].arch, label, attributes)
 
 
 def test_labels_for_an_unconditional_run_are_refused(generator):
     with pytest.raises(config.ConfigError, match="this run is not conditional"):
-        sample.asked_labels(generator.arch, ["3"], None)
+        sample.requested_labels(generator.arch, ["3"], None)
 
 
 def test_attributes_are_set_by_name_and_the_others_are_zero():
     arch = tiny_models(labels="attributes", label_names=("Smiling", "Male", "Bald"))[0].arch
-    names, y = sample.asked_labels(arch, None, ["Bald=1", "Smiling=1", "Male=0"])
+    names, y = sample.requested_labels(arch, None, ["Bald=1", "Smiling=1", "Male=0"])
     assert y.tolist() == [[1, 0, 1]]
     with pytest.raises(config.ConfigError, match="with names from Smiling, Male, Bald"):
-        sample.asked_labels(arch, None, ["Happy=1"])
+        sample.requested_labels(arch, None, ["Happy=1"])
 
 
 @pytest.mark.slow

@@ -80,20 +80,20 @@ def test_mismatched_architecture_is_one_line_and_writes_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("args, says", [
-    (["--dataset=imagenet"], "unknown --dataset 'imagenet'"),
+    (["--dataset=imagenet"], "--dataset: unknown dataset 'imagenet'"),
     (["--dataset=celeba", "--data_dir={tmp}/empty"], "run ./download.sh, then python prepro.py"),
     (["--batch_size=0"], "--batch_size must be a positive number"),
     (["--max_steps=-3"], "--max_steps must be a positive number"),
     (["--lr=0"], "--lr must be a positive number"),
     (["--image_size=7"], "image size 7 cannot be built"),
-    (["--out_dir={tmp}/a_file/run"], "cannot write {tmp}/a_file/run (Not a directory)"),
+    (["--out_dir={tmp}/a_file/run"], "--out_dir: cannot write {tmp}/a_file/run (Not a directory)"),
     (["--init=uniform"], "--init=uniform"),
     (["--batch_size=many"], "--batch_size=many"),
     (["--no_such_flag=1"], "no_such_flag"),
     (["--strategy=multi_worker"], "--strategy multi_worker needs TF_CONFIG"),
     (["--eval_every=-1"], "--eval_every must be 0 (no scores) or more"),
     (["--eval_samples=3"], "--eval_samples must be at least 4"),
-    (["--ema_decay=1"], "--ema_decay must be in [0, 1)"),
+    (["--ema_decay=1"], "--ema_decay: must be in [0, 1)"),
 ])
 def test_bad_input_is_one_line_nonzero_and_writes_nothing(tmp_path, args, says):
     (tmp_path / "empty").mkdir()
@@ -255,9 +255,9 @@ def test_a_run_that_blows_up_stops_before_writing_a_non_finite_checkpoint(tmp_pa
     args = [*TINY, f"--out_dir={out}", "--log_every=2", "--checkpoint_every=2"]
     assert train(*args, "--max_steps=4").returncode == 0
     line = error_line(train(*args, "--max_steps=40", "--lr=1e30"), "train.py")
-    assert line.startswith("train.py: error: training blew up by step 6 (d_loss nan")
+    assert line.startswith("train.py: error: --lr: training blew up by step 6 (d_loss nan")
     assert f"the latest checkpoint, {out}/checkpoints/ckpt-4, is from before it" in line
-    assert "smaller --lr (now 1e+30)" in line
+    assert "smaller one (now 1e+30)" in line
     latest = tf.train.latest_checkpoint(str(out / "checkpoints"))
     assert latest.endswith("ckpt-4")
     reader = tf.train.load_checkpoint(latest)
@@ -467,8 +467,9 @@ def test_scores_without_their_feature_network_stop_before_training_in_one_line(t
          "--eval_every=1", f"--cache_dir={tmp_path}/cache", f"--out_dir={tmp_path}/run"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     line = error_line(result, "train.py")
+    assert line.startswith("train.py: error: --eval_features: cannot download the Inception")
     assert f"put {features.INCEPTION_WEIGHTS} in {tmp_path}/keras/models/" in line
-    assert "--eval_features mnist" in line and line.endswith("--eval_every 0")
+    assert "the mnist features" in line and line.endswith("--eval_every 0")
     assert not (tmp_path / "run").exists()
 
 

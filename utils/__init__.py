@@ -1,2 +1,2 @@
-"""What the commands share: their command-line frame (cli), TensorFlow's set-up (tf_setup),
-writing files whole or not at all (files), and the run directory (run_dir)."""
+"""What every command shares and nothing of the GAN: its command-line frame (cli), TensorFlow's
+set-up (tf_setup), and writing files whole or not at all (files)."""

@@ -10,9 +10,12 @@ from absl import app, flags, logging
 import config
 
 
-def main(run, define_flags):
+def main(run, define_flags, flag_names=None):
     """Define the flags, parse them and call run(). A flag error or a config.ConfigError ends
     the program with one line and exit status 1; Ctrl-C with status 130.
+
+    A ConfigError about a setting is printed after the name of the command's flag for it: the
+    setting's own name, or what flag_names maps it to ({"features": "eval_features"}).
 
     Flags are defined here, when the command runs, not when its module is imported: the tests
     import several commands into one process, and absl allows each flag name once."""
@@ -35,7 +38,8 @@ def main(run, define_flags):
         try:
             run()
         except config.ConfigError as e:
-            sys.exit(f"{name}: error: {e}")
+            flag = (flag_names or {}).get(e.setting, e.setting)
+            sys.exit(f"{name}: error: " + (f"--{flag}: {e.message}" if flag else e.message))
         except KeyboardInterrupt:
             sys.exit(130)
 

@@ -40,15 +40,16 @@ def sync(path):
         os.close(fd)
 
 
-def make_folder(path, advice):
+def make_folder(path, advice, setting=None):
     """Create the folder (and its parents) and check that a file can be written in it, or stop
-    with one line that says why not, and the advice."""
+    with one line that says why not, and the advice (about the setting that named the folder)."""
     try:
         os.makedirs(path, exist_ok=True)
         with tempfile.TemporaryFile(dir=path):  # nameless: several processes may probe at once
             pass
     except OSError as e:
-        raise config.ConfigError(f"cannot write {path} ({e.strerror}): {advice}") from None
+        raise config.ConfigError(f"cannot write {path} ({e.strerror}): {advice}",
+                                 setting) from None
 
 
 def write_text(path, text):
