@@ -73,11 +73,12 @@ def sample_count(requested, available):
 def write_scalars(run_dir, result):
     """The result's scores to TensorBoard, at its step; returns their tags."""
     values = evaluation.scalars(result)
-    writer = tf.summary.create_file_writer(run_dir.logs)
-    with writer.as_default():
-        for tag, value in values.items():
-            tf.summary.scalar(tag, value, step=result["step"])
-    writer.close()
+    with files.writing(f"the scores to TensorBoard in {run_dir.logs}"):
+        writer = tf.summary.create_file_writer(run_dir.logs)
+        with writer.as_default():
+            for tag, value in values.items():
+                tf.summary.scalar(tag, value, step=result["step"])
+        writer.close()
     return list(values)
 
 

@@ -68,12 +68,7 @@ def run():
                                  "or delete it first")
     snapshot = load_generator(RunDir(FLAGS.out_dir), FLAGS.checkpoint, FLAGS.ema)
     generator = snapshot.generator
-    try:
-        export(generator, FLAGS.export_dir)
-    except (OSError, tf.errors.OpError) as e:
-        reason = getattr(e, "strerror", None) or type(e).__name__
-        raise config.ConfigError(f"cannot write {FLAGS.export_dir} ({reason}): "
-                                 "choose another --export_dir") from None
+    export(generator, FLAGS.export_dir)
     arch = generator.arch
     y = {"classes": f" and y (int32 [None], the class: 0 to {arch.y_dim - 1} for "
                     f"{', '.join(arch.label_names)})",

@@ -26,7 +26,7 @@ from PIL import Image
 
 import config
 import prepro
-from utils import cli
+from utils import cli, files
 
 # TensorFlow and data.py are imported inside the functions: prepro's worker processes start by
 # importing the command's module, and should not pay for TensorFlow.
@@ -89,9 +89,10 @@ def write_inputs(images, directory):
                                for i in images[:100])
 
     quality = min(range(50, 100, 5), key=lambda q: abs(mean_size(q) - CELEBA_JPEG_BYTES))
-    os.makedirs(directory)
-    for n, image in enumerate(images, 1):
-        image.save(os.path.join(directory, f"{n:06d}.jpg"), quality=quality)
+    with files.writing(f"the benchmark's photos in {directory}"):
+        os.makedirs(directory)
+        for n, image in enumerate(images, 1):
+            image.save(os.path.join(directory, f"{n:06d}.jpg"), quality=quality)
     return quality
 
 

@@ -118,12 +118,8 @@ def save(model, accuracy, path, epochs):
     """The weights and, beside them, their held-out accuracy, each written whole or not at all."""
     uncompiled = build()  # save_weights of a compiled model keeps Adam's moments too: 3x the size
     uncompiled.set_weights(model.get_weights())
-    try:
-        with files.replacing(path, suffix=WEIGHTS_SUFFIX) as tmp:
-            uncompiled.save_weights(tmp)
-    except OSError as e:
-        raise config.ConfigError(
-            f"cannot write {path} ({e.strerror}): choose another --out") from None
+    with files.replacing(path, suffix=WEIGHTS_SUFFIX) as tmp:
+        uncompiled.save_weights(tmp)
     files.write_json(record_path(path),
                      {"held_out_accuracy": accuracy, "train_images": TRAIN_IMAGES,
                       "held_out_images": HELD_OUT_IMAGES, "epochs": epochs, "seed": SEED})

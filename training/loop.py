@@ -184,13 +184,13 @@ class Loop:
         stops the run with one line; the checkpoints written before stay as they are."""
         try:
             yield
-        except (OSError, tf.errors.OpError) as e:
-            reason = (e.strerror if isinstance(e, OSError) and e.strerror else
-                      str(e).rsplit("; ", 1)[-1].split(" [Op:")[0])
+        except Exception as e:  # noqa: BLE001 (files.failure tells a failed write from the rest)
+            reason = files.failure(e)
+            if reason is None:
+                raise
             self.checkpoints.discard_failed_save()
-            raise config.ConfigError(
-                f"cannot write {what} in {self.run_dir.path} ({reason}): make room (or make it "
-                f"writable again) and run the same command, which resumes from "
+            raise files.WriteError(
+                f"{what} in {self.run_dir.path}", reason, f"{files.ADVICE}, which resumes from "
                 f"{self.checkpoints.latest or 'the start'}") from None
 
     def blown_up(self, step, values=None):

@@ -5,6 +5,7 @@ oneDNN's CPU kernels: TensorFlow turns them on by itself only on CPUs with AVX-5
 AMX, and they make the train step faster on AVX2 CPUs too (PERF.md). TF_ENABLE_ONEDNN_OPTS=0
 turns them off.
 """
+import logging
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow: errors only, no info or warnings
@@ -26,3 +27,6 @@ def import_tensorflow_quietly():
 
 
 import_tensorflow_quietly()
+# Its Python side too: on a full disk, say, AutoGraph cannot write its generated code to a
+# temporary file and warns (for TensorFlow's developers) before the command's own line.
+logging.getLogger("tensorflow").setLevel(logging.ERROR)
