@@ -115,6 +115,25 @@ def scorer(images, arch, eval_every, features):
     return evaluator
 
 
+def resumed_where(checkpoints, images):
+    """"" when the run goes on as it was made; where in its images it goes on when the flags
+    change what a step reads or does and --allow_changes says so; else one line refuses."""
+    saved, position = checkpoints.saved, checkpoints.position
+    changes = saved.changes(position) if saved else []
+    if not changes:
+        return ""
+    said = lambda p: ", ".join(f"{getattr(p, n):,} images" if n == "count" else
+                               f"--{n} {getattr(p, n)}" for n in changes)
+    was, now = said(saved), said(position)
+    if not FLAGS.allow_changes:
+        raise config.ConfigError(
+            f"{checkpoints.run_dir.path} was trained with {was}, and this run has {now}: the "
+            "run would not go on as it was made. Pass the same, or --allow_changes to go on "
+            f"from image {saved.image:,} of what it reads now")
+    epoch, image = divmod(checkpoints.next_image(), images.count)
+    return f", with {now} (not {was}), from image {image:,} of {images.count:,} in epoch {epoch + 1}"
+
+
 def check():
     """The Run the flags ask for, built and checked without writing anything: the flags, the
     images, the networks, the checkpoint it resumes from (another architecture is refused) and
@@ -137,12 +156,13 @@ def check():
                     two_sided_smoothing=FLAGS.two_sided_smoothing, seed=FLAGS.seed,
                     ema_decay=FLAGS.ema_decay, strategy=strategy, jit_compile=jit_compile)
     out_dir = FLAGS.out_dir or os.path.join("runs", FLAGS.dataset.replace(":", "_"))
-    chief = loop.is_chief(strategy)
-    checkpoints = checkpoint.Checkpoints(solver, RunDir(out_dir), chief)
+    position = checkpoint.Position(FLAGS.dataset, images.count, FLAGS.batch_size, FLAGS.g_steps)
+    checkpoints = checkpoint.Checkpoints(solver, RunDir(out_dir), loop.is_chief(strategy),
+                                         position)
     resumed = checkpoints.restore()
     step = int(solver.step.numpy())
     if resumed:
-        print(f"Resuming from {resumed} at step {step}.")
+        print(f"Resuming from {resumed} at step {step}{resumed_where(checkpoints, images)}.")
     steps_per_epoch = images.count // FLAGS.batch_size
     max_steps = FLAGS.max_steps or (FLAGS.epochs or record.epochs) * steps_per_epoch
     if step >= max_steps:
@@ -152,9 +172,10 @@ def check():
     eval_every = record.eval_every if FLAGS.eval_every is None else FLAGS.eval_every
     schedule = loop.Schedule(max_steps, log_every=FLAGS.log_every,
                              sample_every=FLAGS.sample_every,
-                             checkpoint_every=FLAGS.checkpoint_every, eval_every=eval_every)
+                             checkpoint_every=FLAGS.checkpoint_every, eval_every=eval_every,
+                             stop_on_failure=FLAGS.stop_on_failure)
     evaluator = (scorer(images, arch, eval_every, FLAGS.eval_features or record.eval_features)
-                 if eval_every and chief else None)
+                 if eval_every and checkpoints.chief else None)
     conditioned = (f", conditioned on {arch.y_dim} {arch.labels} ({', '.join(arch.label_names)})"
                    if arch.labels else "")
     description = (
@@ -219,6 +240,9 @@ def define_flags():
     flags.DEFINE_enum("init", config.INIT, ["glorot", "normal"],
                       "weight init: glorot (original) or normal, N(0, 0.02) (paper)")
     flags.DEFINE_integer("seed", 0, "seed for weights, z and data order")
+    flags.DEFINE_bool("allow_changes", False, "resume a run with another --batch_size, "
+                      "--g_steps or --dataset than it was made with: it goes on from the image "
+                      "it had reached, as a run of the new settings (without this, refused)")
     flags.DEFINE_integer("log_every", config.LOG_EVERY, "steps between loss logs")
     flags.DEFINE_integer("sample_every", config.SAMPLE_EVERY, "steps between sample grids")
     flags.DEFINE_integer("checkpoint_every", config.CHECKPOINT_EVERY, "steps between checkpoints")
@@ -230,6 +254,9 @@ def define_flags():
                         "--features (default: mnist for --dataset mnist, else inception)")
     flags.DEFINE_integer("eval_samples", evaluation.EVAL_SAMPLES, "generated and real images "
                          "per score (at most the dataset's size)")
+    flags.DEFINE_bool("stop_on_failure", False, "when the run fails (the discriminator has won, "
+                      "or the generator's modes collapse; see training/failure.py), save and "
+                      "stop with a non-zero exit status; without it, a warning")
     flags.DEFINE_string("cache_dir", evaluation.CACHE_DIR, "where the real images' statistics "
                         "are kept for the next score, of this run or another")
     flags.DEFINE_enum("strategy", "default", ["default", "mirrored", "multi_worker"],

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 
 import numpy as np
 
@@ -200,6 +201,17 @@ def summary(result):
             + "at step "
             f"{result['step']}: {result['features']} features, resize {result['resize']}, "
             f"{result['num_real']:,} real and {result['num_generated']:,} generated images")
+
+
+def recorded(run_dir, name):
+    """{step: result} of every score the run has recorded under name (result_name)."""
+    found = {}
+    for file in sorted(os.listdir(run_dir.eval)) if os.path.isdir(run_dir.eval) else []:
+        match = re.fullmatch(rf"step_(\d+)_{re.escape(name)}\.json", file)
+        if match:
+            with open(os.path.join(run_dir.eval, file)) as f:
+                found[int(match.group(1))] = json.load(f)
+    return found
 
 
 def record(run_dir, result):

@@ -11,6 +11,7 @@ from absl import flags
 import config
 import data
 import train
+from training import checkpoint
 
 TINY = ["--image_size=16", "--gf_dim=8", "--df_dim=8", "--batch_size=8", "--log_every=1"]
 
@@ -101,3 +102,28 @@ def test_a_dataset_is_one_record_and_one_loader(tmp_path, train_flags, monkeypat
     images, labels = next(iter(run.images.stream()))
     stripes_seen = np.sum(images.numpy()[:, ::2, 0, 0] > 0, axis=1)
     np.testing.assert_array_equal(stripes_seen, labels.numpy())  # each image beside its label
+
+
+def test_a_resume_that_would_read_other_images_is_refused_unless_allowed(tmp_path, train_flags,
+                                                                        capsys):
+    """Another batch size moves where the data resumes (step x batch size): refused in one line
+    that names both, with nothing written; allowed, the run goes on from the image it reached."""
+    out = tmp_path / "run"
+    args = ["--dataset=fake", *TINY[:3], f"--out_dir={out}", "--eval_every=0"]
+    train_flags(*args, "--batch_size=8", "--max_steps=4")
+    train.run()
+    before = listing(out)
+    train_flags(*args, "--batch_size=4", "--max_steps=6")
+    with pytest.raises(config.ConfigError, match=f"{out} was trained with --batch_size 8, and "
+                                                 "this run has --batch_size 4: .* --allow_changes "
+                                                 "to go on from image 32 "):
+        train.check()
+    assert listing(out) == before
+    train_flags(*args, "--batch_size=4", "--max_steps=6", "--allow_changes")
+    run = train.check()
+    assert run.checkpoints.next_image() == 32  # 4 steps of 8, not 4 of 4
+    assert ("at step 4, with --batch_size 4 (not --batch_size 8), from image 32 of 1,000 in "
+            "epoch 1.") in capsys.readouterr().out
+    train.run()
+    latest = checkpoint.read_position(str(out / "checkpoints" / "ckpt-6"))
+    assert latest == checkpoint.Position("fake", 1000, 4, 2, image=32 + 2 * 4)

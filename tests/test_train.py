@@ -371,6 +371,7 @@ def test_a_stopped_and_resumed_run_ends_as_the_run_that_never_stopped(tmp_path, 
         assert "Traceback" not in stderr
     result = train(*stopped)
     assert result.returncode == 0 and "Resuming from" in result.stdout, result.stderr
+    assert "warning:" not in result.stdout  # a healthy run: no failure named
     whole = variables(f"{tmp_path}/whole/checkpoints/ckpt-25")
     resumed = variables(f"{tmp_path}/stopped/checkpoints/ckpt-25")
     assert whole.keys() == resumed.keys()
@@ -484,6 +485,7 @@ def test_a_short_conditional_mnist_run_draws_the_digits_asked_for(tmp_path):
     assert "Conditional DCGAN on mnist, conditioned on 10 classes (0, 1, 2" in result.stdout
     score = json.loads((out / "eval" / "step_0000300_mnist.json").read_text())
     assert score["conditional_accuracy"] > 0.25, score
+    assert "warning:" not in result.stdout  # a healthy run: no failure named
     arch = json.loads((out / "flags.json").read_text())["architecture"]
     assert arch["labels"] == "classes" and arch["label_names"] == list("0123456789")
     # evaluate.py reads the same, and with 500 real and 500 generated digits of each class
@@ -518,3 +520,27 @@ def test_a_run_conditioned_on_attributes_trains_but_cannot_be_scored_yet(tmp_pat
     result = train(*args, f"--out_dir={tmp_path}/run")
     assert result.returncode == 0, result.stderr
     assert "conditioned on 1 attributes (Male)" in result.stdout
+
+
+# --- a run that has failed ------------------------------------------------------------------
+def test_a_run_whose_discriminator_has_won_says_so_and_stops_when_asked(tmp_path):
+    """A learning rate no run survives (finite, but D wins at once and G learns nothing): a
+    warning that says what it means and what to try, in TensorBoard too; with --stop_on_failure
+    the run saves and stops, non-zero."""
+    args = ["--dataset=mnist", "--image_size=16", "--gf_dim=8", "--df_dim=8", "--batch_size=50",
+            "--lr=1e6", "--beta1=0", "--log_every=10", "--eval_every=0", "--max_steps=300"]
+    result = train(*args, f"--out_dir={tmp_path}/warned")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and "the discriminator has won" in warnings[0], result.stdout
+    assert "Try a lower --lr" in warnings[0]
+    texts = events(tmp_path / "warned" / "logs")["failure"]
+    assert list(texts) == [int(warnings[0].split("since step ")[1].split(",")[0]) + 200]
+
+    line = error_line(train(*args, f"--out_dir={tmp_path}/stopped", "--stop_on_failure"),
+                      "train.py")
+    step = list(texts)[0]
+    assert line.startswith(f"train.py: error: stopped at step {step}, saved as "
+                           f"{tmp_path}/stopped/checkpoints/ckpt-{step}: the discriminator has won")
+    assert tf.train.latest_checkpoint(str(tmp_path / "stopped" / "checkpoints")).endswith(
+        f"ckpt-{step}")

@@ -10,6 +10,8 @@ RUN/checkpoints/ckpt-STEP (the last KEEP of them kept), and holds:
     step, seed, fixed_z         where the run stands, the seed of its z, the sample grid's z
     arch                        the Architecture as JSON: a reader rebuilds the generator from
                                 it alone, and a resumed run must have the same
+    data                        the Position as JSON: which images, in batches of what size,
+                                and how far the run has read them (train.py's runs)
     generator_ema               the moving average of the generator, in a run that keeps one
                                 (a run without it keeps the checkpoints it always had)
 
@@ -17,6 +19,7 @@ RUN/checkpoints/best/ holds one more: the checkpoint of the lowest FID so far.
 """
 import dataclasses
 import glob
+import json
 import os
 import shutil
 
@@ -48,6 +51,32 @@ class Damaged(config.ConfigError):
 def value(name):
     """Where a checkpoint keeps the value of one of its variables."""
     return f"{name}/.ATTRIBUTES/VARIABLE_VALUE"
+
+
+@dataclasses.dataclass(frozen=True)
+class Position:
+    """What each step reads and does, and how far the run has read: a run resumed with other
+    images, batches of another size or another number of G updates per step is not the run
+    that stopped."""
+    dataset: str  # the images' name
+    count: int  # images in an epoch
+    batch_size: int
+    g_steps: int
+    image: int = 0  # images read so far (the first of the next step's batch), across epochs
+
+    def changes(self, other):
+        """The fields, but image, in which other differs."""
+        return [f.name for f in dataclasses.fields(self)
+                if f.name != "image" and getattr(self, f.name) != getattr(other, f.name)]
+
+
+def read_position(path):
+    """The Position a checkpoint records, or None (made without one)."""
+    names = {name.split("/")[0] for name, _ in tf.train.list_variables(path)}
+    if "data" not in names:
+        return None
+    text = tf.train.load_checkpoint(path).get_tensor(value("data"))
+    return Position(**json.loads(text))
 
 
 def read_record(path):
@@ -91,11 +120,14 @@ def kept(run_dir):
     return sorted(paths, key=step_of)
 
 
-def load_latest(run_dir, load):
+def load_latest(run_dir, load, attempts=5):
     """(path, load(path), damaged) for the newest checkpoint that load() can read, or
     (None, None, []) when the run has none; damaged lists the newer ones that cannot be
     read, each named on stdout and left as it is. A run none of whose checkpoints reads is
-    one line. load raises Damaged, or one of DAMAGE, for a checkpoint it cannot read."""
+    one line. load raises Damaged, or one of DAMAGE, for a checkpoint it cannot read.
+
+    A checkpoint that a train.py still running on the run has meanwhile rotated away is not
+    damaged: the list is read again (attempts times at most) and the newest tried again."""
     damaged = []
     for path in newest_first(run_dir):
         try:
@@ -106,6 +138,8 @@ def load_latest(run_dir, load):
             raise
         except DAMAGE as e:
             reason = type(e).__name__
+        if attempts > 1 and path not in newest_first(run_dir):
+            return load_latest(run_dir, load, attempts - 1)
         print(f"checkpoint {path} cannot be read ({reason}): it stays as it is; trying the "
               "one before it", flush=True)
         damaged.append(path)
@@ -141,20 +175,32 @@ def set_aside(run_dir, damaged, kept_path):
 class Checkpoints:
     """The checkpoints of one Solver's training in one run directory. chief: this process
     writes them (the other workers of a multi-worker run take part in each save and keep
-    nothing)."""
+    nothing). position: what the run reads (images, epoch size, batch size, G steps), which
+    each checkpoint records with how far the run has read; None: no record."""
 
-    def __init__(self, solver, run_dir, chief=True):
+    def __init__(self, solver, run_dir, chief=True, position=None):
         self.solver, self.run_dir, self.chief = solver, run_dir, chief
-        # Made outside any strategy's scope: a string cannot be broadcast to replicas.
+        self.position = position
+        # Made outside any strategy's scope: strings cannot be broadcast to replicas.
         self.arch = tf.Variable(solver.generator.arch.to_json(), trainable=False)
-        self.checkpoint = tf.train.Checkpoint(
+        self.data = tf.Variable("", trainable=False)
+        self.checkpoint = self.contents(with_position=position is not None)
+        self.manager = self.list_manager()
+        self.restored, self.damaged, self.saved = None, [], None
+        self.start = (0, 0)  # (step, image) this process starts from
+
+    def contents(self, with_position):
+        """The tf.train.Checkpoint of the solver's objects, by the names above."""
+        solver = self.solver
+        checkpoint = tf.train.Checkpoint(
             generator=solver.generator, discriminator=solver.discriminator,
             g_optimizer=solver.g_optimizer, d_optimizer=solver.d_optimizer, step=solver.step,
             seed=solver.seed, fixed_z=solver.fixed_z, arch=self.arch)
+        if with_position:
+            checkpoint.data = self.data
         if solver.generator_ema is not None:
-            self.checkpoint.generator_ema = solver.generator_ema
-        self.manager = self.list_manager()
-        self.restored, self.damaged = None, []
+            checkpoint.generator_ema = solver.generator_ema
+        return checkpoint
 
     def list_manager(self):
         """CheckpointManager of the run's list; it writes nothing until the first save."""
@@ -167,13 +213,18 @@ class Checkpoints:
 
     def restore(self):
         """Load the newest checkpoint of the run that reads, if it has one, and return its
-        path. The newer ones that do not read are named, and kept in self.damaged for
-        set_aside_damaged once the run directory is this run's to write. Reads only: a
-        checkpoint of another architecture is refused with nothing written."""
+        path; self.saved is the Position it records. The newer ones that do not read are named,
+        and kept in self.damaged for set_aside_damaged once the run directory is this run's to
+        write. Reads only: a checkpoint of another architecture is refused with nothing
+        written."""
         self.restored, _, self.damaged = load_latest(self.run_dir, self.load)
         if self.restored:
             for optimizer in (self.solver.d_optimizer, self.solver.g_optimizer):
                 optimizer.learning_rate.assign(self.solver.lr)
+            step = int(self.solver.step.numpy())
+            # A run made before checkpoints recorded it had read step x batch size images.
+            self.start = (step, self.saved.image if self.saved else
+                          step * (self.position.batch_size if self.position else 0))
         return self.restored
 
     def load(self, path):
@@ -190,7 +241,17 @@ class Checkpoints:
                 f"the checkpoint in {self.run_dir.path} was made with"
                 f"{'' if has_ema(path) else 'out'} a moving average of the generator: resume it "
                 "the same way, or choose another run directory", "ema_decay")
+        # A run whose checkpoints record no position goes on without (as with the average).
+        self.saved = read_position(path)
+        self.checkpoint = self.contents(self.position is not None and self.saved is not None)
         self.checkpoint.restore(path).assert_existing_objects_matched()
+        self.manager = self.list_manager()
+
+    def next_image(self):
+        """The image the next step's batch starts at: where the run started in this process,
+        and a batch for each step since."""
+        step, image = self.start
+        return image + (int(self.solver.step.numpy()) - step) * self.position.batch_size
 
     def set_aside_damaged(self):
         """Move the checkpoints that restore could not read to RUN/checkpoints/damaged/, and
@@ -204,6 +265,9 @@ class Checkpoints:
     def save(self):
         """Save the solver at its step; the chief's path, None on the other workers."""
         step = int(self.solver.step.numpy())
+        if self.position is not None:
+            position = dataclasses.replace(self.position, image=self.next_image())
+            self.data.assign(json.dumps(dataclasses.asdict(position), sort_keys=True))
         if self.chief:
             return self.manager.save(checkpoint_number=step)
         # Saving is collective: every worker writes its copy, and only the chief's is kept.

@@ -23,7 +23,7 @@ import tensorflow as tf
 import config
 from metrics import evaluation
 from model import each_label, label_vector, to_pixels
-from training import checkpoint
+from training import checkpoint, failure
 from utils import cli, files
 
 GRID_COLUMNS = 8  # z per row of a conditional run's sample grid, a row per class
@@ -37,14 +37,15 @@ class Schedule:
     sample_every: int = config.SAMPLE_EVERY
     checkpoint_every: int = config.CHECKPOINT_EVERY
     eval_every: int = 0  # 0: no scores
+    stop_on_failure: bool = False  # a failure (training/failure.py) stops the run, else warns
 
 
 def train(solver, checkpoints, images, schedule, *, evaluator=None, flags=None):
     """Take the run directory of checkpoints (its lock; flags, train.py's flags, to its
     flags.json), then train on images (a data.Data, its batches global ones) from the solver's
-    step to schedule.max_steps, and return the last checkpoint's path. evaluator: a
-    metrics.evaluation.Evaluator to score the sampler with every schedule.eval_every steps and
-    at the end.
+    step and the image the checkpoints say the run reached, to schedule.max_steps, and return
+    the last checkpoint's path. evaluator: a metrics.evaluation.Evaluator to score the sampler
+    with every schedule.eval_every steps and at the end.
 
     Ctrl-C (or SIGTERM) finishes the step, saves a checkpoint and raises KeyboardInterrupt,
     so that the same command resumes from there; a second Ctrl-C stops at once.
@@ -52,9 +53,8 @@ def train(solver, checkpoints, images, schedule, *, evaluator=None, flags=None):
     loop = Loop(solver, checkpoints, schedule, evaluator)
     loop.open(flags)
     # The images from where the run stands: the stopped run's next batch is the resumed run's.
-    start = int(solver.step.numpy()) * images.batch_size
-    path = loop.run(solver.strategy.experimental_distribute_dataset(images.stream(start)),
-                    images.batch_size)
+    batches = images.stream(checkpoints.next_image())
+    path = loop.run(solver.strategy.experimental_distribute_dataset(batches), images.batch_size)
     if loop.chief:
         print(f"Done at step {schedule.max_steps}: checkpoint {path}, samples in "
               f"{loop.run_dir.samples}, curves with: tensorboard --logdir {loop.run_dir.logs}")
@@ -66,6 +66,7 @@ class Loop:
         self.solver, self.checkpoints = solver, checkpoints
         self.schedule, self.evaluator = schedule, evaluator
         self.run_dir, self.chief = checkpoints.run_dir, checkpoints.chief
+        self.watch = failure.Watch()
         variables = (solver.generator.variables + solver.discriminator.variables
                      + solver.g_optimizer.variables + solver.d_optimizer.variables)
         self.finite = tf.function(lambda: tf.reduce_all(
@@ -128,6 +129,7 @@ class Loop:
             raise self.blown_up(step, values)
         for name, value in values.items():
             tf.summary.scalar(name, value, step=step)
+        self.failed(step, self.watch.losses(step, values), everywhere=True)
         window_step, window_time = self.window
         self.window = step, time.perf_counter()
         steps_per_s = (step - window_step) / (self.window[1] - window_time)
@@ -170,6 +172,23 @@ class Loop:
             tf.summary.scalar(tag, value, step=step)
         print(f"eval: {evaluation.summary(result)}; best so far: step {best_step} "
               f"({cli.format_duration(time.perf_counter() - start)})", flush=True)
+        self.failed(step, self.watch.scores(evaluation.recorded(self.run_dir, name)),
+                    everywhere=cluster(self.solver.strategy) is None)
+
+    def failed(self, step, message, everywhere):
+        """Say a failure the watch has seen, on a line and in TensorBoard; with
+        stop_on_failure, save and stop, if every process has seen it (the others would wait
+        for the chief in the next step's collectives)."""
+        if message is None:
+            return
+        if self.chief:
+            tf.summary.text("failure", message, step=step)
+        if self.schedule.stop_on_failure and everywhere:
+            path = self.save()
+            raise config.ConfigError(f"stopped at step {step}, saved as "
+                                     f"{path or 'the chief saves it'}: {message}")
+        if self.chief:
+            print(f"warning: {message}", flush=True)
 
     def save(self):
         step = int(self.solver.step.numpy())
@@ -239,6 +258,12 @@ def is_chief(strategy):
         and "chief" not in resolver.cluster_spec().as_dict())
 
 
+def cluster(strategy):
+    """The cluster resolver of a multi-worker run; None for one process."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    return resolver if resolver is not None and resolver.cluster_spec().jobs else None
+
+
 class stop_requests:
     """Turns Ctrl-C and SIGTERM into a request the loop checks between steps: a signal that
     interrupts TensorFlow inside a C++ call can crash the process before anything is saved."""
@@ -267,8 +292,8 @@ def stop_together(strategy, requests, checkpoints_dir):
     coordination service, and each worker's agree() fills stop after it. The handler saves
     nothing: the loop's own save, collective and checked, follows on every worker.
     """
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not resolver.cluster_spec().jobs:
+    resolver = cluster(strategy)
+    if resolver is None:
         return requests, lambda: None
     stop = []
     handler = tf.distribute.experimental.PreemptionCheckpointHandler(
