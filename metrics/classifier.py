@@ -32,22 +32,21 @@ DEFAULT_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)),
                             "mnist_classifier" + WEIGHTS_SUFFIX)  # in git, found from any folder
 # DEFAULT_PATH's SHA-256: load() refuses other weights, since FIDs through them do not compare
 WEIGHTS_SHA256 = "9170f794c0ffb967eddd0f23694c6ac0a2ca7b17ffa782fba131ba069cb5caf2"
-TRAIN_IMAGES = 4000  # of the 5,000 bundled digits
+TRAIN_IMAGES = data.MNIST_SPLITS["train"].stop  # of the 5,000 bundled digits: mnist's train split
 HELD_OUT_IMAGES = 5000 - TRAIN_IMAGES  # never seen in training: they measure the accuracy
 EPOCHS = 10
 BATCH_SIZE = 64
-SEED = 0  # the split, the initial weights and the batch order
+SEED = 0  # the initial weights and the batch order
 FEATURES = "features"  # the penultimate layer: what metrics/features.py reads
 FLAGS = flags.FLAGS
 
 
 def digits():
-    """(train, held_out): each (pixels in [-1, 1] of shape [n, 28, 28, 1], labels), split at
-    random with SEED."""
+    """(train, held_out): each (pixels in [-1, 1] of shape [n, 28, 28, 1], labels): mnist's
+    train and test splits (data.mnist_split)."""
     pixels, labels = data.mnist_digits()
     images = (pixels / 127.5 - 1.0).astype(np.float32)  # as features.network_input feeds it
-    order = np.random.default_rng(SEED).permutation(len(images))
-    train, held_out = order[:TRAIN_IMAGES], order[TRAIN_IMAGES:]
+    train, held_out = data.mnist_split("train"), data.mnist_split("test")
     return (images[train], labels[train]), (images[held_out], labels[held_out])
 
 

@@ -120,6 +120,13 @@ def network_input(pixels, network):
     return images / 127.5 - 1.0
 
 
+def vectors(pixels, network, batch_size=100):
+    """The network's feature vector of each of the uint8 images, batch by batch."""
+    return np.concatenate([network(network_input(pixels[s:s + batch_size], network),
+                                   training=False).numpy()
+                           for s in range(0, len(pixels), batch_size)])
+
+
 # --- the images ------------------------------------------------------------------------------
 def real_pixels(batches, count, batch_size):
     """The first count images of the shuffled stream, as uint8, by the same path as generated

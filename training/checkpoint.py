@@ -27,7 +27,7 @@ import tensorflow as tf
 from google.protobuf import text_format
 
 import config
-from model import Architecture, Generator
+from model import Architecture, Discriminator, Generator
 from utils import files
 
 KEEP = 3
@@ -303,28 +303,32 @@ class Snapshot:
         return f"{kind} at step {self.step}"
 
 
-def read_generator(path, ema=True):
-    """The Snapshot of one checkpoint, the generator built from the architecture it records
-    (no training flag is repeated): its moving average when it has one and ema is true, else
-    the generator as trained."""
+def read_network(path, name):
+    """(network, step): the network a checkpoint holds under name (generator, generator_ema or
+    discriminator), built from the architecture it records (no training flag is repeated)."""
     arch, step = read_record(path)
-    generator = Generator(arch)
-    ema = ema and has_ema(path)
+    network = (Discriminator if name == "discriminator" else Generator)(arch)
     try:
-        saved = tf.train.Checkpoint(**{EMA if ema else "generator": generator})
-        status = saved.restore(path).expect_partial()
-        status.assert_existing_objects_matched()  # every generator variable came from the file
+        status = tf.train.Checkpoint(**{name: network}).restore(path).expect_partial()
+        status.assert_existing_objects_matched()  # every variable of it came from the file
     except DAMAGE as e:
-        raise Damaged(f"checkpoint {path} does not hold this project's generator whole "
+        raise Damaged(f"checkpoint {path} does not hold this project's {name} whole "
                       f"({type(e).__name__}): pass another, or train a new run",
                       type(e).__name__) from None
+    return network, step
+
+
+def read_generator(path, ema=True):
+    """The Snapshot of one checkpoint: its moving average of the generator when it has one and
+    ema is true, else the generator as trained."""
+    ema = ema and has_ema(path)
+    generator, step = read_network(path, EMA if ema else "generator")
     return Snapshot(generator, step, path, ema)
 
 
-def load_generator(run_dir, checkpoint=None, ema=True):
-    """The Snapshot of checkpoint, else of the run's newest checkpoint that reads; its moving
-    average of the generator when it has one and ema is true. checkpoint "best": the run's
-    checkpoint of the lowest FID."""
+def load(run_dir, checkpoint, read):
+    """read(checkpoint), else read() of the run's newest checkpoint that reads. checkpoint
+    "best": the run's checkpoint of the lowest FID."""
     if checkpoint == "best":
         checkpoint = best(run_dir)
         if checkpoint is None:
@@ -333,10 +337,22 @@ def load_generator(run_dir, checkpoint=None, ema=True):
                 f"as it trains (python train.py --out_dir {run_dir.path} --eval_every N, and "
                 "--max_steps past the run's step)", "checkpoint")
     if checkpoint:
-        return read_generator(checkpoint, ema)
-    _, snapshot, _ = load_latest(run_dir, lambda path: read_generator(path, ema))
-    if snapshot is None:
+        return read(checkpoint)
+    _, loaded, _ = load_latest(run_dir, read)
+    if loaded is None:
         raise config.ConfigError(f"no checkpoint in {run_dir.checkpoints}: train first (python "
                                  f"train.py --out_dir {run_dir.path}), or name one",
                                  "checkpoint")
-    return snapshot
+    return loaded
+
+
+def load_generator(run_dir, checkpoint=None, ema=True):
+    """The Snapshot of checkpoint, else of the run's newest checkpoint that reads (see load);
+    its moving average of the generator when it has one and ema is true."""
+    return load(run_dir, checkpoint, lambda path: read_generator(path, ema))
+
+
+def load_discriminator(run_dir, checkpoint=None):
+    """(discriminator, step, path) of checkpoint, else of the run's newest that reads."""
+    return load(run_dir, checkpoint,
+                lambda path: (*read_network(path, "discriminator"), path))
