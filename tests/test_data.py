@@ -30,6 +30,31 @@ def test_mnist_can_be_resized():
     assert next(iter(images.stream())).shape == (4, 32, 32, 1)
 
 
+def test_mnist_splits_part_the_digits_as_the_shipped_classifier_was_trained():
+    from metrics import classifier
+
+    def digits(images):  # each image's uint8 bytes
+        return {np.round((i + 1) * 127.5).astype(np.uint8).tobytes() for i in images}
+
+    train, test = load("mnist", 100, split="train"), load("mnist", 100, split="test")
+    assert (train.count, test.count) == (4000, 1000)
+    seen, unseen = digits(data.take(train)), digits(data.take(test))
+    assert not seen & unseen and seen | unseen == digits(data.take(load("mnist", 100)))
+    (train_images, train_labels), (held_out, _) = classifier.digits()
+    assert digits(held_out) == unseen and digits(train_images) == seen
+    assert np.bincount(data.take(load("mnist", 100, split="train", conditional=True))[1]
+                       ).tolist() == np.bincount(train_labels).tolist()
+
+
+@pytest.mark.parametrize("dataset, split, message", [
+    ("mnist", "validation", "mnist has the splits train, test, not 'validation'"),
+    ("fake", "train", "fake has no splits: mnist, tfds:NAME have"),
+])
+def test_a_split_a_dataset_does_not_have_is_refused(dataset, split, message):
+    with pytest.raises(config.ConfigError, match=message):
+        load(dataset, 10, split=split)
+
+
 def test_epochs_are_reshuffled():
     images = load("fake", batch_size=500, image_size=8)  # 1000 images: 2 batches an epoch
     batches = [b.numpy() for b in images.stream().take(4)]
