@@ -1,25 +1,33 @@
-"""Look at what a generator learned: sample grids, walks in z, and the paper's vector arithmetic.
+"""Look at what the networks learnt: sample grids, walks in z, the paper's vector arithmetic,
+samples beside their nearest training images, and what the discriminator's filters see.
 
     python sample.py --out_dir runs/mnist                      # 64 samples: grid PNG + their z
     python sample.py --out_dir runs/mnist --mode interpolate   # rows walking from z to z, PNG + GIF
     python sample.py --out_dir runs/mnist --mode arithmetic --a 3,17,40 --b 5,9,22 --c 1,8,30
     python sample.py --out_dir runs/mnist_conditional --label 3,7   # rows of 3s and of 7s
+    python sample.py --out_dir runs/mnist_train --mode neighbours   # memorised? (metrics/neighbours.py)
+    python sample.py --out_dir runs/mnist --mode filters            # guided backpropagation
 
 Every image comes from the generator in inference mode (Generator.sample, the seminar's quiz), so
 an image depends on its own z only. Files go to RUN/generated/, named by mode and seed; the same
 command writes the same bytes.
 """
+import dataclasses
 import math
 import os
 
 from utils import tf_setup  # noqa: F401 (first: TensorFlow's environment, before it loads)
 
+import keras
 import numpy as np
 from absl import flags
 
 import config
-from model import draw_z, each_label, label_vector, sample_pixels
-from training.checkpoint import EMA_HELP, load_generator
+import data
+from metrics import evaluation, features, probe
+from metrics import neighbours as neighbours_lib
+from model import Discriminator, draw_z, each_label, label_vector, sample_pixels, to_pixels
+from training.checkpoint import EMA_HELP, load_discriminator, load_generator
 from training.run_dir import RunDir
 from utils import cli, files
 
@@ -27,6 +35,10 @@ FLAGS = flags.FLAGS
 
 PERTURBATIONS = 8  # the paper's figure 7 shows the result and 8 perturbations of it
 CONDITIONAL_ROW = 8  # samples per label in a conditional run's grid, unless --num_samples
+NEIGHBOUR_ROWS = 8  # samples shown with their nearest training images
+NEIGHBOUR_SAMPLES = 1000  # generated images whose distances are compared (at most the held out)
+FILTERS = 8  # of D's last convolution layer, the strongest, shown
+FILTER_IMAGES = 500  # real images searched for what excites each filter most
 
 
 def generate(generator, z, batch_size, y=None):
@@ -192,45 +204,135 @@ def arithmetic(generator, sample_dir, *, seed, a, b, c, noise=0.25, batch_size=2
     return [name + ".png", name + ".npy"]
 
 
+def run_images(run_dir, arch, split, count=None):
+    """The first count real images (default: all) of a split of the run's images, as its
+    flags.json asks for them, as uint8 pixels."""
+    request = dataclasses.replace(data.Request.from_flags(run_dir.read_flags()), split=split,
+                                  image_size=arch.image_size, conditional=False)
+    return to_pixels(data.take(data.load(request, 100), count)).numpy()
+
+
+def neighbours(generator, run_dir, sample_dir, *, seed, k, features_flag, batch_size):
+    """Samples beside their k nearest training images, in pixel space and in the feature space
+    of features_flag; and, when the run kept a test split out of its training, the distance of
+    each generated image to its nearest training image against a held-out real image's."""
+    split = data.Request.from_flags(run_dir.read_flags()).split
+    training = run_images(run_dir, generator.arch, split)
+    held_out = run_images(run_dir, generator.arch, "test") if split == "train" else None
+    count = min(NEIGHBOUR_SAMPLES, len(held_out) if held_out is not None else NEIGHBOUR_SAMPLES)
+    y = evaluation.scored_labels(generator.arch, count)
+    generated = generate(generator, draw_z(count, generator.arch.z_dim, seed), batch_size, y)
+    network, name = features.feature_network(features_flag)
+    vectors = {side: features.vectors(pixels, network) for side, pixels in
+               [("generated", generated), ("training", training)]}
+    rows = generated[:NEIGHBOUR_ROWS]
+    by_pixels = neighbours_lib.nearest(rows, training, k)[1]
+    by_features = neighbours_lib.nearest(vectors["generated"][:NEIGHBOUR_ROWS],
+                                         vectors["training"], k)[1]
+    picture = np.concatenate([np.concatenate([row[None], training[p], training[f]])
+                              for row, p, f in zip(rows, by_pixels, by_features)])
+    path = os.path.join(sample_dir, f"neighbours_seed{seed}")
+    files.write_png(path + ".png", files.image_grid(picture, 1 + 2 * k))
+    written = [path + ".png", f"(each row: a sample, its {k} nearest training images by pixels, "
+                              f"then by {name} features)"]
+    if held_out is None:
+        return written + [f"(the run trained on {split or 'all'} of its images: no held-out "
+                          "ones to compare distances with; train with --split train)"]
+    report = {"pixels": neighbours_lib.memorisation(generated, held_out, training),
+              "features": neighbours_lib.memorisation(
+                  vectors["generated"], features.vectors(held_out, network), vectors["training"]),
+              "feature_network": name, "images": count, "seed": seed}
+    files.write_json(path + ".json", report)
+    return written + [path + ".json"] + [
+        f"({space}: median distance to the nearest training image {r['generated_median']:.2f} "
+        f"generated, {r['held_out_median']:.2f} held out, ratio {r['ratio']:.2f}"
+        f"{', memorised' if r['memorised'] else ''})" for space, r in
+        [("pixels", report["pixels"]), (name + " features", report["features"])]]
+
+
+def visible(gradients):
+    """Each gradient map stretched to 0-255, to be seen."""
+    low = gradients.min(axis=(1, 2, 3), keepdims=True)
+    high = gradients.max(axis=(1, 2, 3), keepdims=True)
+    return np.round(255 * (gradients - low) / np.maximum(high - low, 1e-12)).astype(np.uint8)
+
+
+def filters(run_dir, checkpoint_path, sample_dir, *, seed):
+    """What the strongest filters of D's last convolution layer respond to, the trained D
+    beside an untrained one: the images that excite each most, and their guided gradients.
+    Returns the files written (and a note), and which discriminator it read."""
+    trained, step, _ = load_discriminator(run_dir, checkpoint_path)
+    if trained.arch.labels:
+        raise config.ConfigError("--mode filters takes an unconditional run's discriminator")
+    keras.utils.set_random_seed(seed)
+    untrained = Discriminator(trained.arch, run_dir.read_flags().get("init", config.INIT))
+    images = run_images(run_dir, trained.arch, None, FILTER_IMAGES) / 127.5 - 1.0
+    rows = []
+    for discriminator in (trained, untrained):
+        found = probe.guided_backprop(discriminator, images.astype(np.float32), FILTERS)
+        rows += [to_pixels(np.stack([image for image, _ in found])).numpy(),
+                 visible(np.stack([gradient for _, gradient in found]))]
+    path = os.path.join(sample_dir, f"filters_step{step}_seed{seed}.png")
+    files.write_png(path, files.image_grid(np.concatenate(rows), FILTERS))
+    return [path, f"(rows: the images that excite the trained D's {FILTERS} strongest last-layer "
+                  "filters most, their guided backpropagation; the same for an untrained D)"], \
+        f"the discriminator at step {step}"
+
+
+def from_generator(snapshot, run_dir, sample_dir):
+    """What the mode asks of the generator of the snapshot; the files written, and notes."""
+    generator = snapshot.generator
+    labels = requested_labels(generator.arch, FLAGS.label, FLAGS.attributes)
+    if labels[1] is not None and FLAGS.mode in ("arithmetic", "neighbours"):
+        raise config.ConfigError(f"--mode {FLAGS.mode} is for unconditional runs: in this one, "
+                                 "ask for labels with --mode grid or walk between them with "
+                                 "--mode interpolate")
+    if FLAGS.mode == "grid":
+        per_row = labels[1] is not None and not FLAGS["num_samples"].present
+        return grid(generator, sample_dir, seed=FLAGS.seed,
+                    num_samples=CONDITIONAL_ROW if per_row else FLAGS.num_samples,
+                    batch_size=FLAGS.batch_size, labels=labels)
+    if FLAGS.mode == "interpolate":
+        return interpolate(generator, sample_dir, seed=FLAGS.seed, pairs=FLAGS.pairs,
+                           steps=FLAGS.steps, interpolation=FLAGS.interpolation,
+                           indices=FLAGS.indices, batch_size=FLAGS.batch_size, labels=labels)
+    if FLAGS.mode == "neighbours":
+        default = data.dataset(run_dir.read_flags()["dataset"]).eval_features
+        return neighbours(generator, run_dir, sample_dir, seed=FLAGS.seed, k=FLAGS.k,
+                          features_flag=FLAGS.features or default, batch_size=FLAGS.batch_size)
+    return arithmetic(generator, sample_dir, seed=FLAGS.seed, a=FLAGS.a, b=FLAGS.b, c=FLAGS.c,
+                      noise=FLAGS.noise, batch_size=FLAGS.batch_size)
+
+
 def run():
     if not FLAGS.out_dir:
         raise config.ConfigError("--out_dir is required: the run directory that train.py wrote")
-    for name in ("num_samples", "pairs", "batch_size"):
+    for name in ("num_samples", "pairs", "batch_size", "k"):
         if FLAGS[name].value <= 0:
             raise config.ConfigError(f"--{name} must be a positive number, not {FLAGS[name].value}")
     if FLAGS.steps < 2:
         raise config.ConfigError("--steps must be at least 2 (the two ends)")
     run_dir = RunDir(FLAGS.out_dir)
-    snapshot = load_generator(run_dir, FLAGS.checkpoint, FLAGS.ema)
-    generator = snapshot.generator
-    labels = requested_labels(generator.arch, FLAGS.label, FLAGS.attributes)
-    if labels[1] is not None and FLAGS.mode == "arithmetic":
-        raise config.ConfigError("--mode arithmetic is for unconditional runs: in this one, "
-                                 "ask for labels with --mode grid or walk between them with "
-                                 "--mode interpolate")
     sample_dir = run_dir.generated
-    files.make_folder(sample_dir, "check the run directory's permissions")
-    if FLAGS.mode == "grid":
-        per_row = labels[1] is not None and not FLAGS["num_samples"].present
-        written = grid(generator, sample_dir, seed=FLAGS.seed,
-                       num_samples=CONDITIONAL_ROW if per_row else FLAGS.num_samples,
-                       batch_size=FLAGS.batch_size, labels=labels)
-    elif FLAGS.mode == "interpolate":
-        written = interpolate(generator, sample_dir, seed=FLAGS.seed, pairs=FLAGS.pairs,
-                              steps=FLAGS.steps, interpolation=FLAGS.interpolation,
-                              indices=FLAGS.indices, batch_size=FLAGS.batch_size, labels=labels)
+    if FLAGS.mode == "filters":
+        files.make_folder(sample_dir, "check the run directory's permissions")
+        written, source = filters(run_dir, FLAGS.checkpoint, sample_dir, seed=FLAGS.seed)
     else:
-        written = arithmetic(generator, sample_dir, seed=FLAGS.seed, a=FLAGS.a, b=FLAGS.b,
-                             c=FLAGS.c, noise=FLAGS.noise, batch_size=FLAGS.batch_size)
-    print(f"{FLAGS.mode} from {snapshot.describe()}: " + " ".join(written))
+        snapshot = load_generator(run_dir, FLAGS.checkpoint, FLAGS.ema)
+        files.make_folder(sample_dir, "check the run directory's permissions")
+        written, source = from_generator(snapshot, run_dir, sample_dir), snapshot.describe()
+    print(f"{FLAGS.mode} from {source}: " + " ".join(written))
 
 
 def define_flags():
     flags.DEFINE_string("out_dir", None, "run directory that train.py wrote")
     flags.DEFINE_string("checkpoint", None, "a checkpoint to use instead of the run's latest")
     flags.DEFINE_bool("ema", True, EMA_HELP)
-    flags.DEFINE_enum("mode", "grid", ["grid", "interpolate", "arithmetic"],
-                      "grid: N samples; interpolate: walks between pairs of z; arithmetic: a - b + c")
+    flags.DEFINE_enum("mode", "grid", ["grid", "interpolate", "arithmetic", "neighbours",
+                                       "filters"],
+                      "grid: N samples; interpolate: walks between pairs of z; arithmetic: a - b + "
+                      "c; neighbours: samples beside their nearest training images; filters: what "
+                      "D's last filters see")
     flags.DEFINE_integer("seed", 0, "seed for z (and for the arithmetic's perturbations)")
     flags.DEFINE_integer("num_samples", config.NUM_SAMPLES, "grid: how many samples (of a "
                          f"conditional run: per label, default {CONDITIONAL_ROW})")
@@ -251,6 +353,9 @@ def define_flags():
     flags.DEFINE_float("noise", 0.25, "arithmetic: perturbations of the result by U(-noise, noise), "
                        "as in the paper's figure 7")
     flags.DEFINE_integer("batch_size", 256, "images generated at once (any N fits in memory)")
+    flags.DEFINE_integer("k", 5, "neighbours: the nearest training images shown beside each")
+    flags.DEFINE_string("features", None, "neighbours: the feature space, as evaluate.py's "
+                        "--features (default: the run's dataset's, mnist for mnist)")
 
 
 if __name__ == "__main__":

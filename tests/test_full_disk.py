@@ -42,7 +42,9 @@ def run(tmp_path_factory):
 
 
 @pytest.mark.parametrize("mode, first", [("grid", "grid_seed0.png"),
-                                         ("interpolate", "interpolate_slerp_seed0.png")])
+                                         ("interpolate", "interpolate_slerp_seed0.png"),
+                                         ("neighbours", "neighbours_seed0.png"),
+                                         ("filters", "filters_step2_seed0.png")])
 def test_sample_py_on_a_full_disk(run, mode, first):
     args = [f"--out_dir={run}", f"--mode={mode}", "--pairs=2", "--steps=3"]
     line = error_line(limited("sample.py", *args, limit=300), "sample.py")
@@ -76,6 +78,17 @@ def test_evaluate_py_on_a_full_disk(run, tmp_path):
     assert "Cannot cache the real statistics" in result.stdout
     assert not scores.exists() and not leftovers(run) and not leftovers(tmp_path)
     result = run_command("evaluate.py", *args)
+    assert result.returncode == 0, result.stderr
+    assert scores.exists()
+
+
+def test_classify_py_on_a_full_disk(run):
+    args = [f"--out_dir={run}", "--labels_per_class=2", "--draws=1", "--nobaselines"]
+    line = error_line(limited("classify.py", *args, limit=100), "classify.py")
+    scores = run / "eval" / "probe_step_0000002.json"
+    assert line.startswith(f"classify.py: error: cannot write {scores} (File too large)")
+    assert not scores.exists() and not leftovers(run)
+    result = run_command("classify.py", *args)
     assert result.returncode == 0, result.stderr
     assert scores.exists()
 

@@ -6,7 +6,7 @@ import pathlib
 from conftest import ROOT
 from training import checkpoint
 
-COMMANDS = {"train", "sample", "export", "evaluate", "bench", "prepro"}
+COMMANDS = {"train", "sample", "export", "evaluate", "bench", "prepro", "classify"}
 LIBRARY = {"config", "ops", "model", "solver", "data", "training", "metrics", "utils"}
 # Each module, and the project modules it must not import: nothing imports back up the chain.
 ABOVE = {"ops": {"model", "solver", "training"}, "model": {"solver", "training", "metrics"},
