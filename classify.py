@@ -28,7 +28,6 @@ from absl import flags
 import config
 import data
 from metrics import probe
-from model import Discriminator
 from training import checkpoint
 from training.run_dir import RunDir
 from utils import cli, files
@@ -84,7 +83,8 @@ def probe_all(discriminator, train, train_labels, test, test_labels, counts, ini
     """{method: {labels a class: [accuracy of each draw]}}."""
     extractors = {"dcgan": probe.feature_extractor(discriminator)}
     if FLAGS.baselines:
-        extractors["random"] = probe.feature_extractor(Discriminator(discriminator.arch, init))
+        extractors["random"] = probe.feature_extractor(
+            probe.untrained(discriminator.arch, init, FLAGS.seed))
     test_features = {name: extract(test) for name, extract in extractors.items()}
     results = {}
     for per_class in counts:
@@ -122,7 +122,7 @@ def run():
         print(f"Note: this run trained on {request.split or 'all'} of {request.dataset}, the "
               f"{len(test):,} test images among them; train with --split train to score on "
               "images the GAN never saw.")
-    init = run_dir.read_flags().get("init", "glorot")
+    init = run_dir.read_flags().get("init", config.INIT)
     results = probe_all(discriminator, train, train_labels, test, test_labels, counts, init)
     report = {"step": step, "checkpoint": path, "dataset": request.dataset,
               "train_split": request.split, "test_images": len(test),

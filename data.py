@@ -487,7 +487,7 @@ class Data:
 def take(images, count=None):
     """The first count images of a Data's stream (default: one epoch, every image once) as
     float NumPy arrays in [-1, 1]; conditional, (images, labels)."""
-    count = count or images.count
+    count = min(count or images.count, images.count)
     found, batches = [], iter(images.stream())
     while sum(len(tf.nest.flatten(part)[0]) for part in found) < count:
         found.append(tf.nest.map_structure(lambda t: t.numpy(), next(batches)))

@@ -18,7 +18,6 @@ import os
 
 from utils import tf_setup  # noqa: F401 (first: TensorFlow's environment, before it loads)
 
-import keras
 import numpy as np
 from absl import flags
 
@@ -26,7 +25,7 @@ import config
 import data
 from metrics import evaluation, features, probe
 from metrics import neighbours as neighbours_lib
-from model import Discriminator, draw_z, each_label, label_vector, sample_pixels, to_pixels
+from model import draw_z, each_label, label_vector, sample_pixels, to_pixels
 from training.checkpoint import EMA_HELP, load_discriminator, load_generator
 from training.run_dir import RunDir
 from utils import cli, files
@@ -37,6 +36,7 @@ PERTURBATIONS = 8  # the paper's figure 7 shows the result and 8 perturbations o
 CONDITIONAL_ROW = 8  # samples per label in a conditional run's grid, unless --num_samples
 NEIGHBOUR_ROWS = 8  # samples shown with their nearest training images
 NEIGHBOUR_SAMPLES = 1000  # generated images whose distances are compared (at most the held out)
+NEIGHBOUR_SEARCH = 50_000  # training images searched at most: all of mnist, a quarter of CelebA
 FILTERS = 8  # of D's last convolution layer, the strongest, shown
 FILTER_IMAGES = 500  # real images searched for what excites each filter most
 
@@ -217,7 +217,7 @@ def neighbours(generator, run_dir, sample_dir, *, seed, k, features_flag, batch_
     of features_flag; and, when the run kept a test split out of its training, the distance of
     each generated image to its nearest training image against a held-out real image's."""
     split = data.Request.from_flags(run_dir.read_flags()).split
-    training = run_images(run_dir, generator.arch, split)
+    training = run_images(run_dir, generator.arch, split, NEIGHBOUR_SEARCH)
     held_out = run_images(run_dir, generator.arch, "test") if split == "train" else None
     count = min(NEIGHBOUR_SAMPLES, len(held_out) if held_out is not None else NEIGHBOUR_SAMPLES)
     y = evaluation.scored_labels(generator.arch, count)
@@ -233,11 +233,11 @@ def neighbours(generator, run_dir, sample_dir, *, seed, k, features_flag, batch_
                               for row, p, f in zip(rows, by_pixels, by_features)])
     path = os.path.join(sample_dir, f"neighbours_seed{seed}")
     files.write_png(path + ".png", files.image_grid(picture, 1 + 2 * k))
-    written = [path + ".png", f"(each row: a sample, its {k} nearest training images by pixels, "
-                              f"then by {name} features)"]
+    written = [path + ".png", f"(each row: a sample, its {k} nearest of {len(training):,} "
+                              f"training images by pixels, then by {name} features)"]
     if held_out is None:
-        return written + [f"(the run trained on {split or 'all'} of its images: no held-out "
-                          "ones to compare distances with; train with --split train)"]
+        return written + ["(the run kept no images out of its training to compare distances "
+                          "with: mnist and tfds runs keep a test split with --split train)"]
     report = {"pixels": neighbours_lib.memorisation(generated, held_out, training),
               "features": neighbours_lib.memorisation(
                   vectors["generated"], features.vectors(held_out, network), vectors["training"]),
@@ -264,8 +264,7 @@ def filters(run_dir, checkpoint_path, sample_dir, *, seed):
     trained, step, _ = load_discriminator(run_dir, checkpoint_path)
     if trained.arch.labels:
         raise config.ConfigError("--mode filters takes an unconditional run's discriminator")
-    keras.utils.set_random_seed(seed)
-    untrained = Discriminator(trained.arch, run_dir.read_flags().get("init", config.INIT))
+    untrained = probe.untrained(trained.arch, run_dir.read_flags().get("init", config.INIT), seed)
     images = run_images(run_dir, trained.arch, None, FILTER_IMAGES) / 127.5 - 1.0
     rows = []
     for discriminator in (trained, untrained):

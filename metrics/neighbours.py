@@ -5,23 +5,28 @@ real images lie. NumPy only; the distances are Euclidean, in pixel space or in a
 """
 import numpy as np
 
-ROWS = 1000  # queries per block: the block of squared distances stays a few MB
+ROWS = 1000  # references per block: queries x ROWS squared distances at a time
 MEMORISED = 0.5  # generated images this much nearer than held-out ones (medians): memorised
 
 
 def nearest(queries, references, k=1):
-    """(distances, indices) [n, k] of each query's k nearest references, nearest first."""
+    """(distances, indices) [n, k] of each query's k nearest references, nearest first (the
+    lower index first among equals). The references are read ROWS at a time, so they may be
+    many."""
     queries = queries.reshape(len(queries), -1).astype(np.float64)
-    references = references.reshape(len(references), -1).astype(np.float64)
-    norms = np.sum(references ** 2, axis=1)
-    found_d, found_i = [], []
-    for start in range(0, len(queries), ROWS):
-        block = queries[start:start + ROWS]
-        squared = np.sum(block ** 2, axis=1)[:, None] - 2 * block @ references.T + norms[None]
-        order = np.argsort(squared, axis=1, kind="stable")[:, :k]
-        found_i.append(order)
-        found_d.append(np.sqrt(np.maximum(np.take_along_axis(squared, order, axis=1), 0.0)))
-    return np.concatenate(found_d), np.concatenate(found_i)
+    squared_queries = np.sum(queries ** 2, axis=1)[:, None]
+    found_d = np.zeros((len(queries), 0))
+    found_i = np.zeros((len(queries), 0), np.int64)
+    for start in range(0, len(references), ROWS):
+        block = references[start:start + ROWS].reshape(-1, queries.shape[1]).astype(np.float64)
+        squared = squared_queries - 2 * queries @ block.T + np.sum(block ** 2, axis=1)[None]
+        found_d = np.concatenate([found_d, squared], axis=1)
+        found_i = np.concatenate([found_i, np.broadcast_to(start + np.arange(len(block)),
+                                                           squared.shape)], axis=1)
+        order = np.argsort(found_d, axis=1, kind="stable")[:, :k]
+        found_d = np.take_along_axis(found_d, order, axis=1)
+        found_i = np.take_along_axis(found_i, order, axis=1)
+    return np.sqrt(np.maximum(found_d, 0.0)), found_i
 
 
 def memorisation(generated, held_out, training):

@@ -1,6 +1,6 @@
 """What the discriminator learnt, measured as the DCGAN paper measured it (section 5.1): a linear
 classifier on its features, trained on a few labelled images and scored on images it never saw;
-and seen as the paper saw it (section 6.3): guided backpropagation of its last layer's filters.
+and seen as the paper saw it (section 6.2): guided backpropagation of its last layer's filters.
 
 The features: the output of each convolution layer of D (after its activation), max-pooled to
 a 4x4 grid, flattened and concatenated; 28,672 values for the paper's CIFAR-10 discriminator.
@@ -62,6 +62,13 @@ def feature_extractor(discriminator):
         return np.concatenate(outputs)
 
     return extract
+
+
+def untrained(arch, init, seed):
+    """A discriminator of the architecture as training starts it (the seed's weights): what the
+    trained one is compared with, to see what training added."""
+    keras.utils.set_random_seed(seed)
+    return Discriminator(arch, init)
 
 
 def pixels(images):

@@ -38,6 +38,7 @@ def test_mnist_splits_part_the_digits_as_the_shipped_classifier_was_trained():
 
     train, test = load("mnist", 100, split="train"), load("mnist", 100, split="test")
     assert (train.count, test.count) == (4000, 1000)
+    assert len(data.take(test, 1500)) == 1000  # an epoch at most, not the next one's start
     seen, unseen = digits(data.take(train)), digits(data.take(test))
     assert not seen & unseen and seen | unseen == digits(data.take(load("mnist", 100)))
     (train_images, train_labels), (held_out, _) = classifier.digits()

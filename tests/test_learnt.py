@@ -99,7 +99,7 @@ def test_the_strongest_filters_are_found_at_their_strongest_response():
 
 # --- memorisation -----------------------------------------------------------------------------
 def test_nearest_is_the_brute_force_nearest_in_blocks(monkeypatch):
-    monkeypatch.setattr(neighbours, "ROWS", 7)  # blocks that do not divide the 20 queries
+    monkeypatch.setattr(neighbours, "ROWS", 7)  # blocks that do not divide the 30 references
     rng = np.random.default_rng(1)
     queries, references = rng.normal(size=(20, 3, 4)), rng.normal(size=(30, 12))
     distances, indices = neighbours.nearest(queries, references, k=3)
