@@ -140,8 +140,10 @@ def write_run(out_dir, dataset="mnist", **flag_values):
 
 @pytest.mark.parametrize("dataset, args, message", [
     ("fake", [], "whose images have no class labels to probe with"),
-    ("mnist", ["--labels_per_class=600"], "--labels_per_class 600 is more than the"),
-    ("mnist", ["--labels_per_class=1"], "numbers of 2 or more"),
+    pytest.param("mnist", ["--labels_per_class=600"], "--labels_per_class 600 is more than the",
+                 marks=pytest.mark.slow),  # each a command of its own: 10 to 15 s
+    pytest.param("mnist", ["--labels_per_class=1"], "numbers of 2 or more",
+                 marks=pytest.mark.slow),
 ])
 def test_bad_probes_are_one_line_and_write_nothing(tmp_path, dataset, args, message):
     write_run(tmp_path, dataset, split="train")
@@ -151,6 +153,7 @@ def test_bad_probes_are_one_line_and_write_nothing(tmp_path, dataset, args, mess
     assert sorted(os.listdir(tmp_path)) == before
 
 
+@pytest.mark.slow
 def test_a_probe_of_a_run_without_a_checkpoint_is_one_line(tmp_path):
     line = error_line(run_command("classify.py", f"--out_dir={tmp_path}"), "classify.py")
     assert f"no checkpoint in {tmp_path}/checkpoints" in line
