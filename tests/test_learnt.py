@@ -161,6 +161,25 @@ def test_a_probe_of_a_run_without_a_checkpoint_is_one_line(tmp_path):
 
 
 @pytest.mark.slow
+def test_a_discriminator_that_never_trained_scores_as_the_untrained_baseline(tmp_path):
+    """The trained-against-untrained comparison where the answer is known: the run's D is the
+    untrained baseline's own weights, so the two rows differ in nothing, to the last digit,
+    while raw pixels on the same labels score otherwise."""
+    arch = dataclasses.replace(TINY, image_size=28, channels=1)
+    discriminator = probe.untrained(arch, "glorot", seed=0)  # the baseline's, of --seed 0
+    generator, _ = tiny_models(**{f.name: getattr(arch, f.name) for f in dataclasses.fields(arch)})
+    checkpoints(Solver(generator, discriminator, seed=0), tmp_path).save()
+    (tmp_path / "flags.json").write_text(json.dumps({"dataset": "mnist", "split": "train",
+                                                     "init": "glorot"}))
+    result = run_command("classify.py", f"--out_dir={tmp_path}", "--labels_per_class=5",
+                         "--draws=2")
+    assert result.returncode == 0, result.stderr
+    accuracy = json.loads((tmp_path / "eval" / "probe_step_0000000.json").read_text())["accuracy"]
+    assert accuracy["dcgan"] == accuracy["random"]
+    assert accuracy["pixels"] != accuracy["dcgan"]
+
+
+@pytest.mark.slow
 def test_a_tiny_run_on_the_train_split_probes_neighbours_and_filters(tmp_path):
     """train.py on mnist's train split, then every command of what it learnt: the probe beats
     chance by far, the samples are not memorised, and the pictures have their shapes."""
