@@ -37,6 +37,8 @@ import config
 FAKE_IMAGES = 1000
 MNIST_SPLITS = {"train": slice(0, 4000), "test": slice(4000, None)}  # of a seeded permutation
 MNIST_SPLIT_SEED = 0
+SUBSET_SEED = 0  # of the order --max_images takes its images in, whatever the run's seed
+HELD_OUT = 500  # at most this many of the images a subset leaves out are kept to watch D on
 SHUFFLE_WINDOW = 10_000  # records, for the sources that cannot be read in any order
 ENDLESS = 2 ** 40  # epochs
 
@@ -61,6 +63,7 @@ class Request:
     label_key: str = None  # tfds, conditional: the ClassLabel feature (None: "label")
     attributes: tuple = None  # celeba, conditional: the attributes, in order (None: all)
     split: str = None  # mnist, tfds: which part of the images (None: mnist's all, tfds' train)
+    max_images: int = None  # train on this many of them only, the same ones for every seed
 
     @classmethod
     def from_flags(cls, values):
@@ -443,6 +446,40 @@ def check_labels(request, record):
             f"{', '.join(name for name, r in DATASETS.items() if r.labels)}", "dataset")
 
 
+def float_image(image, image_size):
+    """uint8 pixels -> the float32 image in [-1, 1] the networks take, resized if need be."""
+    image = tf.cast(image, tf.float32)
+    if image.shape[-2] != image_size:  # e.g. 28x28 MNIST trained at 32x32 or 64x64
+        image = tf.image.resize(image, (image_size, image_size), antialias=True)
+    return image / 127.5 - 1.0
+
+
+def subset(record, request):
+    """(Source, held out) of --max_images: the first max_images images of the dataset's order
+    under SUBSET_SEED, held in memory and served in the run's own order, so that runs of every
+    seed train on the same images; and up to HELD_OUT of the images after them, as float
+    images (and their labels, or None), for the loop to watch the discriminator on images it
+    never trained on. None held out when the subset is the whole dataset."""
+    source = record.loader(dataclasses.replace(request, seed=SUBSET_SEED))
+    count = request.max_images
+    read = ((lambda e: (source.decode(e), source.label(e))) if request.conditional
+            else lambda e: (source.decode(e), 0))
+    elements = source.epoch(0).map(read, num_parallel_calls=tf.data.AUTOTUNE)
+    if source.skips_unreadable:
+        elements = elements.ignore_errors(log_warning=True)
+    parts = list(elements.take(count + HELD_OUT).batch(1000).as_numpy_iterator())
+    pixels, labels = (np.concatenate(p) for p in zip(*parts))
+    held = held_images(pixels[:count], request.seed, source.image_size)
+    if request.conditional:
+        chosen = labels[:count]
+        held = dataclasses.replace(held, label=lambda i: tf.gather(chosen, i),
+                                   labels=source.labels)
+    if len(pixels) <= count:
+        return held, None
+    rest = float_image(pixels[count:], source.image_size).numpy()
+    return held, (rest, labels[count:] if request.conditional else None)
+
+
 @dataclasses.dataclass(frozen=True)
 class Data:
     """A dataset loaded: its Source, the request as filled from its record, and the batch size.
@@ -456,6 +493,7 @@ class Data:
     source: Source
     request: Request
     batch_size: int
+    held_out: tuple = None  # with max_images: (float images, labels or None) it leaves out
     count = property(lambda self: self.source.count)
     image_size = property(lambda self: self.source.image_size)
     channels = property(lambda self: self.source.channels)
@@ -463,14 +501,8 @@ class Data:
     labels = property(lambda self: self.source.labels)
 
     def stream(self, start=0):
-        source, image_size = self.source, self.source.image_size
-
-        def to_float(image):
-            image = tf.cast(image, tf.float32)
-            if image.shape[0] != image_size:  # e.g. 28x28 MNIST trained at 32x32 or 64x64
-                image = tf.image.resize(image, (image_size, image_size), antialias=True)
-            return image / 127.5 - 1.0
-
+        source = self.source
+        to_float = lambda image: float_image(image, source.image_size)
         first_epoch, offset = divmod(start, source.count)
         elements = tf.data.Dataset.range(first_epoch, ENDLESS).flat_map(source.epoch).skip(offset)
         if self.request.conditional:  # decoded in the same map as its label: a skipped file
@@ -505,8 +537,9 @@ def load(request, batch_size):
         check_labels(request, record)
     request = dataclasses.replace(request, image_size=request.image_size or record.image_size,
                                   data_dir=request.data_dir or record.data_dir)
-    source = record.loader(request)
+    source, held_out = subset(record, request) if request.max_images else (
+        record.loader(request), None)
     if source.count < batch_size:
         raise config.ConfigError(f"{batch_size} is larger than the dataset ({source.count} "
                                  "images): use a smaller one", "batch_size")
-    return Data(source, request, batch_size)
+    return Data(source, request, batch_size, held_out)

@@ -368,3 +368,29 @@ def test_the_fingerprint_changes_with_the_images_and_with_nothing_else(tmp_path)
     manifest = json.loads((shards / config.MANIFEST).read_text())
     (shards / config.MANIFEST).write_text(json.dumps({**manifest, "crop": 100}))
     assert loads["celeba"](batch_size=2).fingerprint != before["celeba"]
+
+
+def test_max_images_trains_on_the_same_subset_whatever_the_seed_and_holds_the_rest_out():
+    subsets = [load("mnist", 100, max_images=300, seed=seed, conditional=True) for seed in (0, 7)]
+    (a, a_labels), (b, b_labels) = (data.take(d) for d in subsets)
+    assert len(a) == 300 and subsets[0].count == 300
+    assert not np.array_equal(a, b)  # read in each seed's order
+    order = lambda x: np.lexsort(x.reshape(len(x), -1).T)
+    np.testing.assert_array_equal(a[order(a)], b[order(b)])  # the same images
+    np.testing.assert_array_equal(a_labels[order(a)], b_labels[order(b)])  # with their labels
+    held, held_labels = subsets[0].held_out
+    assert held.shape == (data.HELD_OUT, 28, 28, 1) and len(held_labels) == data.HELD_OUT
+    everything, labels = data.take(load("mnist", 100, conditional=True))
+    rows = {image.tobytes(): label for image, label in zip(everything, labels)}
+    assert all(rows[image.tobytes()] == label for image, label in zip(held, held_labels))
+    assert not {image.tobytes() for image in held} & {image.tobytes() for image in a}
+
+
+def test_max_images_of_all_the_images_holds_none_out(tmp_path):
+    write_shards(tmp_path, size=16, shards=2, per_shard=5)
+    images = load("celeba", 2, data_dir=str(tmp_path), image_size=16, max_images=10)
+    assert images.count == 10 and images.held_out is None
+    whole = data.take(load("celeba", 2, data_dir=str(tmp_path), image_size=16))
+    part = data.take(images)
+    order = lambda x: np.lexsort(x.reshape(len(x), -1).T)
+    np.testing.assert_array_equal(whole[order(whole)], part[order(part)])
