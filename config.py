@@ -28,6 +28,15 @@ BETA1 = 0.5  # original and paper (Adam's default 0.9 oscillated in the paper)
 G_STEPS = 2  # original: two G updates per D update "to stabilise training"; paper 1
 LABEL_SMOOTHING = 0.0  # original: none; Salimans et al. 2016 smooth the real targets to 0.9
 
+# train.py --recipe: settings that go together; a flag given on the command line overrides its
+# recipe's. "original" is the flags' defaults, the original's recipe.
+RECIPES = {
+    "original": {},
+    # For a few hundred or thousand images, where D learns the training set by heart: see
+    # README, "Your own images", and RESULTS.md for what it was chosen from.
+    "small_data": {"augment": ["translation", "cutout"], "ada_target": 0.6},
+}
+
 # Monitoring, in steps.
 LOG_EVERY = 10  # original: summaries every 10 iterations
 SAMPLE_EVERY = 100

@@ -9,6 +9,7 @@ the same thing with one forward pass of G fewer, and is what train_step runs
 import keras
 import tensorflow as tf
 
+import augment
 import config
 from model import Generator, label_vector, layers_of
 from ops import batch_norm
@@ -19,6 +20,15 @@ def cross_entropy(target, logits):
     logits = tf.cast(logits, tf.float32)  # float32 losses also under mixed precision
     labels = tf.fill(tf.shape(logits), tf.cast(target, tf.float32))
     return tf.nn.sigmoid_cross_entropy_with_logits(labels=labels, logits=logits)
+
+
+def hinge(sign, logits):
+    """Per-example hinge loss max(0, 1 - sign * logit) (Lim & Ye 2017; Miyato et al. 2018):
+    D is done with an example once it is on the right side by a margin of 1."""
+    return tf.nn.relu(1.0 - sign * tf.cast(logits, tf.float32))
+
+
+LOSSES = ("cross_entropy", "hinge")
 
 
 def adam(lr, beta1):
@@ -55,9 +65,14 @@ class Solver:
     def __init__(self, generator, discriminator, *, lr=config.LR, beta1=config.BETA1,
                  g_steps=config.G_STEPS, label_smoothing=config.LABEL_SMOOTHING,
                  two_sided_smoothing=False, seed=0, ema_decay=0.0, strategy=None,
-                 jit_compile=False):
+                 jit_compile=False, d_lr=None, g_lr=None, loss="cross_entropy", policy=(),
+                 ada_target=None):
         """ema_decay: keep generator_ema, a moving average of the generator (0: none).
-        strategy: the tf.distribute strategy the networks were built under (default: none)."""
+        strategy: the tf.distribute strategy the networks were built under (default: none).
+        d_lr, g_lr: each network's own learning rate (TTUR, Heusel et al. 2017; None: lr).
+        loss: "cross_entropy" (the original's) or "hinge". policy: the augmentations of the
+        images D sees (augment.POLICIES), each applied with probability p, which ada_target
+        adapts (ADA) when given and is 1 when not."""
         if g_steps < 1:  # the step's first G update always runs
             raise config.ConfigError(f"must be 1 or more, not {g_steps}", "g_steps")
         if not 0 <= ema_decay < 1:
@@ -66,7 +81,20 @@ class Solver:
             raise ValueError("the generator and discriminator have different architectures")
         self.generator, self.discriminator = generator, discriminator
         self.conditional = bool(generator.arch.labels)
-        self.lr, self.g_steps = lr, g_steps
+        if loss not in LOSSES:
+            raise config.ConfigError(f"must be one of {', '.join(LOSSES)}, not {loss!r}", "loss")
+        if loss == "hinge" and (label_smoothing or two_sided_smoothing):
+            raise config.ConfigError("has no meaning under the hinge loss, whose targets are "
+                                     "margins, not probabilities: leave it at 0",
+                                     "label_smoothing")
+        if ada_target is not None and not policy:
+            raise config.ConfigError("adapts how often the augmentations are applied: name "
+                                     "them with --augment too", "ada_target")
+        if ada_target is not None and not 0 < ada_target < 1:
+            raise config.ConfigError(f"must be in (0, 1), not {ada_target}", "ada_target")
+        self.d_lr, self.g_lr = d_lr or lr, g_lr or lr
+        self.g_steps, self.loss = g_steps, loss
+        self.policy, self.ada_target = augment.check_policy(policy), ada_target
         self.strategy = strategy or tf.distribute.get_strategy()
         # Label smoothing (Salimans et al. 2016): real targets 1 - s; the two-sided form also
         # lifts the fake targets from 0 to s. The generator's own target stays 1.
@@ -75,12 +103,15 @@ class Solver:
         with self.strategy.scope():
             # Two optimizers, each built on (and so only ever applied to) its own network's
             # variables, as the original split them by scope name.
-            self.d_optimizer = adam(lr, beta1)
-            self.g_optimizer = adam(lr, beta1)
+            self.d_optimizer = adam(self.d_lr, beta1)
+            self.g_optimizer = adam(self.g_lr, beta1)
             self.d_optimizer.build(discriminator.trainable_variables)
             self.g_optimizer.build(generator.trainable_variables)
             self.step = tf.Variable(0, dtype=tf.int64, trainable=False)
             self.seed = tf.Variable(seed, dtype=tf.int64, trainable=False)  # resumes with the run
+            # ADA's p starts at 0 (no augmentation until D overfits); a fixed policy's is 1.
+            self.augment_p = tf.Variable(0.0 if ada_target is not None else 1.0,
+                                         trainable=False)
             # One z for every sample grid, so grids from different steps show the same faces.
             self.fixed_z = tf.Variable(self.sample_z(config.NUM_SAMPLES, -1), trainable=False)
             self.ema_decay, self.generator_ema = ema_decay, None
@@ -106,12 +137,31 @@ class Solver:
         return tf.reduce_mean(tf.cast(values, tf.float32)) / self.strategy.num_replicas_in_sync
 
     def discriminator_loss(self, real_logits, fake_logits):
+        if self.loss == "hinge":
+            return self.mean(hinge(1.0, real_logits)), self.mean(hinge(-1.0, fake_logits))
         return (self.mean(cross_entropy(self.real_target, real_logits)),
                 self.mean(cross_entropy(self.fake_target, fake_logits)))
 
     def generator_loss(self, fake_logits):
+        if self.loss == "hinge":  # G raises D's logit on its images, without a margin
+            return -self.mean(fake_logits)
         # Non-saturating: G maximises log D(G(z)) rather than minimising log(1 - D(G(z))).
         return self.mean(cross_entropy(1.0, fake_logits))
+
+    def seen(self, images, call):
+        """The images as D sees them: augmented by the policy, each call of the step (0: the
+        real batch, 1: the fake one, 2 + k: the k-th G update's) with a seed of its own, a
+        function of (seed, step, call): resumed runs and both steps agree. Each replica takes
+        its rows of the global batch's draws, as it takes its z."""
+        if not self.policy:
+            return images
+        batch = tf.shape(images)[0]
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        seed = tf.random.experimental.stateless_fold_in(tf.stack([self.seed, self.step]), call)
+        return augment.augment(images, self.policy, seed,
+                               None if self.ada_target is None else self.augment_p,
+                               first=replica * batch,
+                               total=batch * self.strategy.num_replicas_in_sync)
 
     # --- updates ------------------------------------------------------------------------------
     def d_step(self, real, fake, y=None):
@@ -119,24 +169,28 @@ class Solver:
         original, so each batch norm sees batches of one kind only. y: a conditional run's label
         vectors of the real images, which the fake ones were asked for too."""
         with tf.GradientTape() as tape:
-            real_logits = self.discriminator(real, y, training=True)
-            fake_logits = self.discriminator(fake, y, training=True)
+            real_logits = self.discriminator(self.seen(real, 0), y, training=True)
+            fake_logits = self.discriminator(self.seen(fake, 1), y, training=True)
             d_loss_real, d_loss_fake = self.discriminator_loss(real_logits, fake_logits)
             d_loss = d_loss_real + d_loss_fake
         minimize(self.d_optimizer, tape, d_loss, self.discriminator)
         return {"d_loss": d_loss, "d_loss_real": d_loss_real, "d_loss_fake": d_loss_fake,
                 "D(x)": self.mean(tf.sigmoid(real_logits)),
-                "D(G(z))": self.mean(tf.sigmoid(fake_logits))}
+                "D(G(z))": self.mean(tf.sigmoid(fake_logits)),
+                # ADA's overfitting gauge: 0 when D cannot tell, 1 when sure of every real image
+                "r_t": self.mean(tf.sign(tf.cast(real_logits, tf.float32)))}
 
-    def g_step(self, z, fake=None, tape=None, y=None):
+    def g_step(self, z, fake=None, tape=None, y=None, k=0):
         """One generator update through a discriminator in training mode, as in the original.
-        fake, tape: G(z) already computed in training mode, on a tape that is still recording."""
+        fake, tape: G(z) already computed in training mode, on a tape that is still recording.
+        k: which of the step's G updates it is."""
         if fake is None:
             tape = tf.GradientTape()
             with tape:
                 fake = self.generator(z, y, training=True)
         with tape:
-            g_loss = self.generator_loss(self.discriminator(fake, y, training=True))
+            g_loss = self.generator_loss(
+                self.discriminator(self.seen(fake, 2 + k), y, training=True))
         minimize(self.g_optimizer, tape, g_loss, self.generator)
         return g_loss
 
@@ -144,8 +198,8 @@ class Solver:
         """The original's iteration: one D update on G(z), then g_steps G updates on the same
         z, each running G forward again."""
         metrics = self.d_step(real, self.generator(z, y, training=True), y)
-        for _ in range(self.g_steps):
-            metrics["g_loss"] = self.g_step(z, y=y)
+        for k in range(self.g_steps):
+            metrics["g_loss"] = self.g_step(z, y=y, k=k)
         return metrics
 
     def fast_step(self, real, z, y=None):
@@ -164,8 +218,8 @@ class Solver:
         repeat_moving_update(before)
         metrics = self.d_step(real, fake, y)
         metrics["g_loss"] = self.g_step(z, fake, tape, y)
-        for _ in range(self.g_steps - 1):
-            metrics["g_loss"] = self.g_step(z, y=y)
+        for k in range(1, self.g_steps):
+            metrics["g_loss"] = self.g_step(z, y=y, k=k)
         return metrics
 
     def replica_step(self, real, z):
@@ -187,11 +241,35 @@ class Solver:
         # The global batch of z, drawn here, outside XLA, whose random numbers differ.
         z = self.sample_z(batch * self.strategy.num_replicas_in_sync, self.step)
         metrics = self.strategy.run(self.replica_step, args=(real, z))
+        metrics = {name: self.strategy.reduce("SUM", value, axis=None)
+                   for name, value in metrics.items()}
+        if self.policy:
+            metrics["augment_p"] = tf.convert_to_tensor(self.augment_p)  # this step's
+        if self.ada_target is not None:
+            self.augment_p.assign(augment.adjust(self.augment_p, metrics["r_t"],
+                                                 self.ada_target, tf.cast(batch, tf.float32)
+                                                 * self.strategy.num_replicas_in_sync))
         if self.generator_ema is not None:
             self.update_ema()
         self.step.assign_add(1)
-        return {name: self.strategy.reduce("SUM", value, axis=None)
-                for name, value in metrics.items()}
+        return metrics
+
+    @tf.function
+    def held_out(self, images, y=None):
+        """(r_t, D(x)) of real images D never trained on, each replica judging all of them in
+        training mode, as the step judges its batch; its batch norm statistics are put back, so
+        watching changes nothing in the run. Beside the step's r_t and D(x), a gap that grows
+        is D learning its training images by heart (Karras et al. 2020, figure 1)."""
+        def judge(images, y):
+            before = moving_averages(self.discriminator)
+            logits = tf.cast(self.discriminator(images, y, training=True), tf.float32)
+            for _, v, value in before:
+                v.assign(value)
+            return tf.reduce_mean(tf.sign(logits)), tf.reduce_mean(tf.sigmoid(logits))
+        if self.conditional:
+            y = label_vector(self.generator.arch, y)
+        return [self.strategy.reduce("MEAN", value, axis=None)
+                for value in self.strategy.run(judge, args=(images, y))]
 
     def update_ema(self):
         """generator_ema <- d * generator_ema + (1 - d) * generator, for every variable: the

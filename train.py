@@ -21,11 +21,12 @@ import keras
 import tensorflow as tf
 from absl import flags
 
+import augment
 import config
 import data
 from metrics import evaluation, precision_recall
 from model import Architecture, Discriminator, Generator, count_params
-from solver import Solver
+from solver import LOSSES, Solver
 from training import checkpoint, loop
 from training.run_dir import RunDir
 from utils import cli
@@ -49,7 +50,7 @@ class Run:
 def check_flags():
     positive = ["batch_size", "z_dim", "g_steps", "kernel_size", "gf_dim", "df_dim",
                 "log_every", "sample_every", "checkpoint_every", "max_steps", "epochs", "image_size",
-                "crop"]
+                "crop", "max_images"]
     for name in positive:
         value = FLAGS[name].value
         if value is not None and value <= 0:
@@ -60,8 +61,10 @@ def check_flags():
     if FLAGS.eval_samples <= precision_recall.K:
         raise config.ConfigError(f"--eval_samples must be at least {precision_recall.K + 1}, not "
                                  f"{FLAGS.eval_samples}")
-    if not FLAGS.lr > 0:
-        raise config.ConfigError(f"--lr must be a positive number, not {FLAGS.lr}")
+    for name in ("lr", "d_lr", "g_lr"):
+        if FLAGS[name].value is not None and not FLAGS[name].value > 0:
+            raise config.ConfigError(f"--{name} must be a positive number, not "
+                                     f"{FLAGS[name].value}")
     if not 0 <= FLAGS.beta1 < 1:
         raise config.ConfigError(f"--beta1 must be in [0, 1), not {FLAGS.beta1}")
     if not 0 <= FLAGS.label_smoothing < 0.5:
@@ -101,7 +104,10 @@ def scorer(images, arch, eval_every, features):
     batch_size = min(evaluation.BATCH_SIZE, images.count)
     try:
         evaluation.check_scorable(arch)
-        real = data.load(dataclasses.replace(images.request, conditional=False), batch_size)
+        # All the dataset's images, not only a --max_images subset: with it, the scores also say
+        # how well the generator does on images it never saw.
+        real = data.load(dataclasses.replace(images.request, conditional=False,
+                                             max_images=None), batch_size)
         count = min(FLAGS.eval_samples, real.count)
         evaluator = evaluation.prepare(real, features, count=count, seed=FLAGS.seed,
                                        batch_size=batch_size, cache_dir=FLAGS.cache_dir,
@@ -151,10 +157,16 @@ def check():
     with strategy.scope():  # variables (and batch norm's synchronisation) follow the strategy
         generator = Generator(arch, FLAGS.init)
         discriminator = Discriminator(arch, FLAGS.init)
+    try:
+        policy = augment.check_policy(FLAGS.augment)
+    except ValueError as e:
+        raise config.ConfigError(str(e), "augment") from None
     solver = Solver(generator, discriminator, lr=FLAGS.lr, beta1=FLAGS.beta1,
                     g_steps=FLAGS.g_steps, label_smoothing=FLAGS.label_smoothing,
                     two_sided_smoothing=FLAGS.two_sided_smoothing, seed=FLAGS.seed,
-                    ema_decay=FLAGS.ema_decay, strategy=strategy, jit_compile=jit_compile)
+                    ema_decay=FLAGS.ema_decay, strategy=strategy, jit_compile=jit_compile,
+                    d_lr=FLAGS.d_lr, g_lr=FLAGS.g_lr, loss=FLAGS.loss, policy=policy,
+                    ada_target=FLAGS.ada_target)
     out_dir = FLAGS.out_dir or os.path.join("runs", FLAGS.dataset.replace(":", "_"))
     position = checkpoint.Position(FLAGS.dataset, images.count, FLAGS.batch_size, FLAGS.g_steps)
     checkpoints = checkpoint.Checkpoints(solver, RunDir(out_dir), loop.is_chief(strategy),
@@ -191,7 +203,20 @@ def check():
                 "architecture": json.loads(arch.to_json())})
 
 
+def apply_recipe():
+    """Give the recipe's flags that the command line did not its values; the line saying what
+    the run is trained with."""
+    recipe = config.RECIPES[FLAGS.recipe]
+    for name, value in recipe.items():
+        if not FLAGS[name].present:
+            FLAGS[name].value = value
+    said = lambda v: ",".join(v) if isinstance(v, list) else v
+    return f"Recipe {FLAGS.recipe}" + "".join(
+        f" --{name} {said(FLAGS[name].value)}" for name in recipe) + "."
+
+
 def run():
+    print(apply_recipe())
     prepared = check()
     if prepared is None:
         return
@@ -216,7 +241,22 @@ def define_flags():
     flags.DEFINE_integer("image_size", None, "image height and width (default: the dataset's)")
     flags.DEFINE_integer("crop", None, "folder and tfds: centred crop box side before resizing "
                          "(default: the largest centred square; 108 for CelebA faces, as prepro.py)")
+    flags.DEFINE_enum("recipe", "original", list(config.RECIPES),
+                      "original: the original's settings; small_data: the settings measured "
+                      "best on a few hundred or thousand images (see README, 'Your own images'). "
+                      "Flags given explicitly override the recipe's")
     flags.DEFINE_float("lr", config.LR, "Adam learning rate, both networks")
+    flags.DEFINE_float("d_lr", None, "the discriminator's own learning rate (TTUR; "
+                       "default: --lr)")
+    flags.DEFINE_float("g_lr", None, "the generator's own learning rate (TTUR; default: --lr)")
+    flags.DEFINE_enum("loss", "cross_entropy", list(LOSSES),
+                      "cross_entropy (the original's, G's non-saturating) or hinge (Miyato et "
+                      "al. 2018)")
+    flags.DEFINE_list("augment", [], "differentiable augmentations of every image D sees "
+                      f"(DiffAugment), some of {','.join(augment.POLICIES)}; default: none")
+    flags.DEFINE_float("ada_target", None, "adapt how often each image is augmented (ADA): "
+                       f"more when r_t = E[sign(D(real))] is above this ({augment.ADA_TARGET} "
+                       "in ADA), less when below; default: always")
     flags.DEFINE_float("beta1", config.BETA1, "Adam beta1, both networks")
     flags.DEFINE_integer("z_dim", config.Z_DIM, "size of z ~ U(-1, 1)")
     flags.DEFINE_integer("g_steps", config.G_STEPS, "generator updates per discriminator update "
@@ -231,6 +271,9 @@ def define_flags():
     flags.DEFINE_string("split", None, "mnist: train (4,000 digits) or test (the other 1,000); "
                         "tfds: a split's name (default: all of mnist, tfds' train). classify.py "
                         "and sample.py --mode neighbours score a run of the train split on test")
+    flags.DEFINE_integer("max_images", None, "train on this many of the dataset's images "
+                         "only, the same ones whatever --seed (held in memory); scores still "
+                         "compare with all of them")
     flags.DEFINE_string("label_key", None, "tfds: the ClassLabel feature (default: label)")
     flags.DEFINE_list("attributes", None, "celeba: the attributes to condition on, such as "
                       "Smiling,Male,Eyeglasses (default: all 40)")

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 import config
-from conftest import checkpoints, snapshot, tiny_models
+from conftest import checkpoint_value, checkpoints, snapshot, tiny_models
 from solver import Solver
 from training import checkpoint
 
@@ -113,3 +113,23 @@ def test_the_best_checkpoint_is_kept_apart_and_listed_with_the_others(tmp_path, 
     saved.save()
     assert [os.path.basename(p) for p in checkpoint.kept(saved.run_dir)] == ["ckpt-1", "ckpt-2",
                                                                              "ckpt-3"]
+
+
+def test_adas_p_is_checkpointed_and_a_run_that_turns_ada_on_starts_it_at_0(tmp_path):
+    ada = dict(policy=("translation",), ada_target=0.6)
+    first = Solver(*tiny_models(seed=0), **ada)
+    first.augment_p.assign(0.25)
+    path = checkpoints(first, tmp_path / "ada").save()
+    assert checkpoint_value(path, "augment_p") == np.float32(0.25)
+    resumed = Solver(*tiny_models(seed=0), **ada)
+    checkpoints(resumed, tmp_path / "ada").restore()
+    assert float(resumed.augment_p) == 0.25
+    # A run without ADA keeps the checkpoint it had; resumed with ADA, p starts at 0 and is saved.
+    plain = Solver(*tiny_models(seed=0))
+    path = checkpoints(plain, tmp_path / "plain").save()
+    assert "augment_p" not in {n.split("/")[0] for n, _ in tf.train.list_variables(path)}
+    turned_on = Solver(*tiny_models(seed=0), **ada)
+    kept = checkpoints(turned_on, tmp_path / "plain")
+    assert kept.restore() == path and float(turned_on.augment_p) == 0.0
+    turned_on.augment_p.assign(0.5)
+    assert checkpoint_value(kept.save(), "augment_p") == np.float32(0.5)

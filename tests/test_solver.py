@@ -1,7 +1,10 @@
+import re
+
 import numpy as np
 import pytest
 import tensorflow as tf
 
+import augment
 import config
 from conftest import assert_same_steps, snapshot, tiny_models
 from model import to_pixels
@@ -51,13 +54,80 @@ def test_train_step_is_one_d_update_then_g_steps_g_updates(real_batch, g_steps):
     assert int(solver.step) == 2
 
 
-@pytest.mark.parametrize("g_steps", [1, 2])
-def test_the_fast_step_computes_the_originals_step(real_batch, g_steps):
+LEVERS = {"augmented": {"policy": augment.POLICIES},
+          "adaptive": {"policy": ("translation", "cutout"), "ada_target": 0.6},
+          "hinge": {"loss": "hinge"}, "TTUR": {"d_lr": 2e-4, "g_lr": 1e-4}}
+
+
+@pytest.mark.parametrize("g_steps, levers", [(1, {}), (2, {}), *[(2, v) for v in LEVERS.values()]],
+                         ids=["1", "2", *LEVERS])
+def test_the_fast_step_computes_the_originals_step(real_batch, g_steps, levers):
     """Same losses, weights and batch norm statistics (moved once per G forward pass of the
-    original) as the original's step, which runs G forward again for the first G update."""
-    original = Solver(*tiny_models(seed=0), g_steps=g_steps)
-    fast = Solver(*tiny_models(seed=0), g_steps=g_steps)
+    original) as the original's step, which runs G forward again for the first G update; and
+    so with each lever for few images, augmenting each image D sees the same way."""
+    original = Solver(*tiny_models(seed=0), g_steps=g_steps, **levers)
+    fast = Solver(*tiny_models(seed=0), g_steps=g_steps, **levers)
+    for solver in (original, fast):
+        solver.augment_p.assign(0.5 if "ada_target" in levers else 1.0)
     assert_same_steps(original, original.original_step, fast, fast.fast_step, [real_batch] * 3)
+
+
+def test_d_sees_augmented_images_in_both_updates_and_g_gets_their_gradient(real_batch):
+    """The augmentation changes what D judges in its own update and in G's, and G, trained
+    through it, learns something else than without."""
+    plain, augmented = Solver(*tiny_models(seed=0)), Solver(*tiny_models(seed=0),
+                                                            policy=("cutout",))
+    a, b = plain.train_step(real_batch), augmented.train_step(real_batch)
+    for name in ("d_loss_real", "d_loss_fake", "g_loss"):
+        assert float(a[name]) != float(b[name]), name
+    assert float(b["augment_p"]) == 1.0 and "augment_p" not in a
+    for x, y in zip(plain.generator.trainable_variables, augmented.generator.trainable_variables):
+        assert not np.array_equal(x, y), x.path
+
+
+def test_each_network_takes_its_own_learning_rate():
+    """TTUR: D's update is the one of a run with D's rate (it comes first), and Adam's first
+    step moves each weight by about its network's rate."""
+    batch = tf.random.stateless_uniform((8, 16, 16, 3), seed=(1, 2), minval=-1.0, maxval=1.0)
+    ttur = Solver(*tiny_models(seed=0), d_lr=1e-3, g_lr=1e-5, g_steps=1)
+    same = Solver(*tiny_models(seed=0), lr=1e-3, g_steps=1)
+    start = {n: snapshot(getattr(ttur, n).trainable_variables) for n in ("generator",
+                                                                          "discriminator")}
+    ttur.train_step(batch), same.train_step(batch)
+    assert_same(snapshot(same.discriminator.trainable_variables),
+                ttur.discriminator.trainable_variables)
+    for name, lr in (("generator", 1e-5), ("discriminator", 1e-3)):
+        moved = max(np.abs(v.numpy() - s).max()
+                    for v, s in zip(getattr(ttur, name).trainable_variables, start[name]))
+        assert 0.9 * lr < moved < 1.01 * lr, name
+
+
+def test_the_hinge_loss_is_mirrored_margins_for_d_and_the_raw_logit_for_g():
+    solver = Solver(*tiny_models(), loss="hinge")
+    real, fake = tf.constant([-2.0, 0.5, 3.0]), tf.constant([-3.0, -0.5, 2.0])
+    d_real, d_fake = solver.discriminator_loss(real, fake)
+    np.testing.assert_allclose([float(d_real), float(d_fake), float(solver.generator_loss(fake))],
+                               [np.mean([3.0, 0.5, 0.0]), np.mean([0.0, 0.5, 3.0]),
+                                -np.mean([-3.0, -0.5, 2.0])], rtol=1e-6)
+
+
+@pytest.mark.parametrize("settings, says", [
+    ({"loss": "hinge", "label_smoothing": 0.1}, "label_smoothing: has no meaning under the hinge"),
+    ({"loss": "wasserstein"}, "loss: must be one of cross_entropy, hinge"),
+    ({"ada_target": 0.6}, "ada_target: adapts how often the augmentations are applied"),
+    ({"policy": ("cutout",), "ada_target": 1.5}, "ada_target: must be in (0, 1)"),
+])
+def test_settings_that_do_not_go_together_are_refused(settings, says):
+    with pytest.raises(config.ConfigError, match=re.escape(says)):
+        Solver(*tiny_models(), **settings)
+
+
+def test_watching_d_on_held_out_images_changes_nothing(solver, real_batch):
+    solver.train_step(real_batch)
+    before = snapshot(solver.discriminator.variables)
+    r_t, d_x = (float(v) for v in solver.held_out(real_batch[:4] * 0.5))
+    assert -1 <= r_t <= 1 and 0 < d_x < 1
+    assert_same(before, solver.discriminator.variables)
 
 
 def test_the_fast_step_runs_the_generator_forward_once_less(real_batch):
@@ -110,7 +180,9 @@ def test_cross_entropy_is_the_sigmoid_cross_entropy():
 
 def test_train_step_reports_all_metrics(solver, real_batch):
     metrics = {k: float(v) for k, v in solver.train_step(real_batch).items()}
-    assert set(metrics) == {"d_loss", "d_loss_real", "d_loss_fake", "g_loss", "D(x)", "D(G(z))"}
+    assert set(metrics) == {"d_loss", "d_loss_real", "d_loss_fake", "g_loss", "D(x)", "D(G(z))",
+                            "r_t"}
+    assert -1 <= metrics["r_t"] <= 1
     assert np.isclose(metrics["d_loss"], metrics["d_loss_real"] + metrics["d_loss_fake"])
     assert 0 < metrics["D(x)"] < 1 and 0 < metrics["D(G(z))"] < 1
 

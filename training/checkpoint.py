@@ -14,6 +14,8 @@ RUN/checkpoints/ckpt-STEP (the last KEEP of them kept), and holds:
                                 and how far the run has read them (train.py's runs)
     generator_ema               the moving average of the generator, in a run that keeps one
                                 (a run without it keeps the checkpoints it always had)
+    augment_p                   ADA's augmentation probability, in a run that adapts it (a
+                                run that turns ADA on when resumed starts it at 0)
 
 RUN/checkpoints/best/ holds one more: the checkpoint of the lowest FID so far.
 """
@@ -32,6 +34,7 @@ from utils import files
 
 KEEP = 3
 EMA = "generator_ema"
+ADA_P = "augment_p"
 EMA_HELP = ("use the run's moving average of the generator (train.py --ema_decay) when it has "
             "one; --noema: the generator as trained")
 # What reading a damaged checkpoint raises: a damaged index or a missing file (OpError), a
@@ -90,9 +93,14 @@ def read_record(path):
                       "that train.py wrote, or start a new run", type(e).__name__) from None
 
 
+def holds(path, name):
+    """Whether the checkpoint holds the object of that name."""
+    return any(key.startswith(name + "/") for key, _ in tf.train.list_variables(path))
+
+
 def has_ema(path):
     """Whether the checkpoint holds a moving average of the generator."""
-    return any(name.startswith(EMA + "/") for name, _ in tf.train.list_variables(path))
+    return holds(path, EMA)
 
 
 def step_of(path):
@@ -189,7 +197,7 @@ class Checkpoints:
         self.restored, self.damaged, self.saved = None, [], None
         self.start = (0, 0)  # (step, image) this process starts from
 
-    def contents(self, with_position):
+    def contents(self, with_position, with_ada=True):
         """The tf.train.Checkpoint of the solver's objects, by the names above."""
         solver = self.solver
         checkpoint = tf.train.Checkpoint(
@@ -200,6 +208,8 @@ class Checkpoints:
             checkpoint.data = self.data
         if solver.generator_ema is not None:
             checkpoint.generator_ema = solver.generator_ema
+        if solver.ada_target is not None and with_ada:
+            setattr(checkpoint, ADA_P, solver.augment_p)
         return checkpoint
 
     def list_manager(self):
@@ -219,8 +229,8 @@ class Checkpoints:
         written."""
         self.restored, _, self.damaged = load_latest(self.run_dir, self.load)
         if self.restored:
-            for optimizer in (self.solver.d_optimizer, self.solver.g_optimizer):
-                optimizer.learning_rate.assign(self.solver.lr)
+            self.solver.d_optimizer.learning_rate.assign(self.solver.d_lr)
+            self.solver.g_optimizer.learning_rate.assign(self.solver.g_lr)
             step = int(self.solver.step.numpy())
             # A run made before checkpoints recorded it had read step x batch size images.
             self.start = (step, self.saved.image if self.saved else
@@ -243,8 +253,10 @@ class Checkpoints:
                 "the same way, or choose another run directory", "ema_decay")
         # A run whose checkpoints record no position goes on without (as with the average).
         self.saved = read_position(path)
-        self.checkpoint = self.contents(self.position is not None and self.saved is not None)
-        self.checkpoint.restore(path).assert_existing_objects_matched()
+        with_position = self.position is not None and self.saved is not None
+        self.contents(with_position, holds(path, ADA_P)).restore(
+            path).assert_existing_objects_matched()
+        self.checkpoint = self.contents(with_position)
         self.manager = self.list_manager()
 
     def next_image(self):

@@ -50,7 +50,7 @@ def train(solver, checkpoints, images, schedule, *, evaluator=None, flags=None):
     Ctrl-C (or SIGTERM) finishes the step, saves a checkpoint and raises KeyboardInterrupt,
     so that the same command resumes from there; a second Ctrl-C stops at once.
     """
-    loop = Loop(solver, checkpoints, schedule, evaluator)
+    loop = Loop(solver, checkpoints, schedule, evaluator, images.held_out)
     loop.open(flags)
     # The images from where the run stands: the stopped run's next batch is the resumed run's.
     batches = images.stream(checkpoints.next_image())
@@ -62,8 +62,10 @@ def train(solver, checkpoints, images, schedule, *, evaluator=None, flags=None):
 
 
 class Loop:
-    def __init__(self, solver, checkpoints, schedule, evaluator=None):
-        self.solver, self.checkpoints = solver, checkpoints
+    def __init__(self, solver, checkpoints, schedule, evaluator=None, held_out=None):
+        """held_out: (images, labels or None) the run does not train on, which D is watched on
+        at each log line."""
+        self.solver, self.checkpoints, self.held_out = solver, checkpoints, held_out
         self.schedule, self.evaluator = schedule, evaluator
         self.run_dir, self.chief = checkpoints.run_dir, checkpoints.chief
         self.watch = failure.Watch()
@@ -125,6 +127,10 @@ class Loop:
         """Losses, D(x) and D(G(z)) to TensorBoard and a line; reading them back waits for the
         step, so it is done only here."""
         values = {k: float(v) for k, v in metrics.items()}
+        if self.held_out is not None:
+            images, labels = self.held_out
+            values["held_out/r_t"], values["held_out/D(x)"] = map(
+                float, self.solver.held_out(images, labels))
         if not all(map(math.isfinite, values.values())):
             raise self.blown_up(step, values)
         for name, value in values.items():
@@ -215,10 +221,12 @@ class Loop:
     def blown_up(self, step, values=None):
         """The one-line error of a run whose numbers are no longer finite."""
         what = ", ".join(f"{k} {v}" for k, v in (values or {}).items() if not math.isfinite(v))
-        latest, lr = self.checkpoints.latest, self.solver.lr
+        latest, solver = self.checkpoints.latest, self.solver
+        lr = (f"{solver.d_lr:g}" if solver.d_lr == solver.g_lr else
+              f"{solver.d_lr:g} for D, {solver.g_lr:g} for G")
         advice = (f"the latest checkpoint, {latest}, is from before it, and the same command "
-                  f"with a smaller one (now {lr:g}) resumes from there" if latest else
-                  f"no checkpoint was written; run again with a smaller one (now {lr:g})")
+                  f"with a smaller one (now {lr}) resumes from there" if latest else
+                  f"no checkpoint was written; run again with a smaller one (now {lr})")
         return config.ConfigError(
             f"training blew up by step {step} ({what or 'a weight is nan or inf'}): {advice}",
             "lr")
@@ -309,8 +317,10 @@ def stop_together(strategy, requests, checkpoints_dir):
 
 
 def progress_line(step, max_steps, values, *, images_per_s, seconds_left):
+    held = (f" (held out {values['held_out/D(x)']:.2f})" if "held_out/D(x)" in values else "")
+    p = f"  p {values['augment_p']:.3f}" if "augment_p" in values else ""
     return (f"step {step}/{max_steps}  d_loss {values['d_loss']:.3f} "
             f"(real {values['d_loss_real']:.3f}, fake {values['d_loss_fake']:.3f})  "
-            f"g_loss {values['g_loss']:.3f}  D(x) {values['D(x)']:.2f}  "
-            f"D(G(z)) {values['D(G(z))']:.2f}  {images_per_s:.0f} img/s  "
-            f"left {cli.format_duration(seconds_left)}")
+            f"g_loss {values['g_loss']:.3f}  D(x) {values['D(x)']:.2f}{held}  "
+            f"D(G(z)) {values['D(G(z))']:.2f}  r_t {values['r_t']:.2f}{p}  "
+            f"{images_per_s:.0f} img/s  left {cli.format_duration(seconds_left)}")
