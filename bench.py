@@ -17,7 +17,9 @@ pipeline_img_per_s    the TFRecord input pipeline alone (prepro.py's output, dat
 The step is timed as train.py runs it by default on a CPU (oneDNN's kernels, without XLA).
 Beside it, in the same run: with --levers the step with XLA (_xla), and, when PyTorch is
 installed, the same step in PyTorch (benchmarks/torch_reference.py, torch_img_per_s) with the
-ratios vs_torch = train_img_per_s / torch_img_per_s. Every figure but the pipeline's comes from
+ratios vs_torch = train_img_per_s / torch_img_per_s. With --few_images, the 5x5 step with each
+of train.py's levers for few images (train_img_per_s_LEVER; an ADA step augments every image
+and keeps those its p chooses, so it costs what p = 1 costs). Every figure but the pipeline's comes from
 windows that take turns (benchmarks/timing.py), the matrix product's too: a change in the load
 of a shared machine falls on all of them alike, and the ratios between them hold.
 """
@@ -34,6 +36,13 @@ from utils import cli
 
 FLAGS = flags.FLAGS
 KERNELS = [(5, ""), (4, "_k4")]  # kernel size, suffix of its figures
+LEVERS = {  # --few_images: suffix -> the Solver's options (TTUR only sets two rates: no cost)
+    "translation": {"policy": ("translation",)}, "cutout": {"policy": ("cutout",)},
+    "color": {"policy": ("color",)},
+    "ada": {"policy": ("translation", "cutout", "color"), "ada_target": 0.6},
+    "hinge": {"loss": "hinge"},
+}
+SPECTRAL = "spectral_norm"  # --few_images: also the step of a spectrally normalised D
 
 
 def run():
@@ -51,6 +60,12 @@ def run():
             windows["torch_img_per_s" + suffix] = served[1][k]
         results["flops_per_img" + suffix] = train_step.flops_per_image(solvers[k].generator,
                                                                        solvers[k].discriminator)
+    if FLAGS.few_images:
+        for name, options in LEVERS.items():
+            windows[f"train_img_per_s_{name}"], _ = train_step.step_window(5, FLAGS.batch_size,
+                                                                           **options)
+        windows[f"train_img_per_s_{SPECTRAL}"], _ = train_step.step_window(
+            5, FLAGS.batch_size, spectral_norm=True)
     z = solvers[5].sample_z(FLAGS.batch_size, 0)
     sample = tf.function(solvers[5].generator.sample)
     windows["sample_img_per_s"] = timing.timed(lambda: sample(z).numpy(), FLAGS.batch_size)
@@ -87,6 +102,11 @@ def report(results):
             rows += [("  same, with XLA", xla, f"XLA: x{xla / ours:.2f}")]
         rows += [("  same, PyTorch", torch_,
                   f"ours / PyTorch: {results['vs_torch' + suffix]:.2f}" if torch_ else "not installed")]
+    if FLAGS.few_images:
+        plain = results["train_img_per_s"]
+        for name in [*LEVERS, SPECTRAL]:
+            rate = results[f"train_img_per_s_{name}"]
+            rows += [(f"5x5 step with {name}", rate, f"x{rate / plain:.3f} of the step")]
     rows += [("sampler (inference mode)", results["sample_img_per_s"], ""),
              ("input pipeline (TFRecords)", results["pipeline_img_per_s"], ""),
              ("float32 matmul peak, GFLOP/s", results["peak_flops"] / 1e9,
@@ -102,6 +122,8 @@ def define_flags():
     flags.DEFINE_float("window_seconds", 4.0, "length of each timed window")
     flags.DEFINE_bool("json", False, "also print every figure as one JSON object, on the last line")
     flags.DEFINE_bool("levers", False, "also the step with XLA (_xla), a minute more")
+    flags.DEFINE_bool("few_images", False, "also the 5x5 step with each lever for few images "
+                      "(augmentations, ADA, the hinge loss, spectral norm), two minutes more")
 
 
 if __name__ == "__main__":

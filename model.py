@@ -52,6 +52,7 @@ class Architecture:
     kernel_size: int = config.KERNEL_SIZE
     labels: str = ""  # conditioning: "" none, "classes" (one-hot y) or "attributes" (0/1 y)
     label_names: tuple = ()  # the classes or attributes, in y's order
+    spectral_norm: bool = False  # D's weights spectrally normalised, and D without batch norm
 
     def __post_init__(self):
         layer_plan(self.image_size)  # refuses a size the networks cannot be built for
@@ -62,10 +63,13 @@ class Architecture:
         return len(self.label_names)
 
     def to_json(self):
-        """Unconditional, the six fields it has always been: old runs' records still match."""
+        """Unconditional and unnormalised, the six fields it has always been: old runs' records
+        still match."""
         fields = dataclasses.asdict(self)
         if not self.labels:
             del fields["labels"], fields["label_names"]
+        if not self.spectral_norm:
+            del fields["spectral_norm"]
         return json.dumps(fields, sort_keys=True)
 
     @classmethod
@@ -151,13 +155,14 @@ class Discriminator(keras.Model):
         super().__init__(name="discriminator")
         self.arch = arch
         layers, _ = layer_plan(arch.image_size)
+        spectral = arch.spectral_norm  # as Miyato et al.'s D: no batch norm beside it
         net = [keras.Input((arch.image_size, arch.image_size, arch.channels)),
-               conv2d(arch.df_dim, arch.kernel_size, init),
+               conv2d(arch.df_dim, arch.kernel_size, init, spectral=spectral),
                keras.layers.Activation(lrelu)]  # no batch norm on the input layer
         for i in range(1, layers):
-            net += [conv2d(arch.df_dim * 2 ** i, arch.kernel_size, init), batch_norm(),
-                    keras.layers.Activation(lrelu)]
-        net += [keras.layers.Flatten(), linear(1, init)]  # one logit, no sigmoid
+            net += [conv2d(arch.df_dim * 2 ** i, arch.kernel_size, init, spectral=spectral),
+                    *([] if spectral else [batch_norm()]), keras.layers.Activation(lrelu)]
+        net += [keras.layers.Flatten(), linear(1, init, spectral=spectral)]  # one logit
         self.net = network(net, arch.y_dim)
 
     def call(self, images, y=None, training=False):

@@ -153,7 +153,7 @@ def check():
     arch = Architecture(image_size=images.image_size, channels=images.channels,
                         z_dim=FLAGS.z_dim, gf_dim=FLAGS.gf_dim, df_dim=FLAGS.df_dim,
                         kernel_size=FLAGS.kernel_size, labels=labels.kind,
-                        label_names=labels.names)
+                        label_names=labels.names, spectral_norm=FLAGS.spectral_norm)
     with strategy.scope():  # variables (and batch norm's synchronisation) follow the strategy
         generator = Generator(arch, FLAGS.init)
         discriminator = Discriminator(arch, FLAGS.init)
@@ -252,6 +252,8 @@ def define_flags():
     flags.DEFINE_enum("loss", "cross_entropy", list(LOSSES),
                       "cross_entropy (the original's, G's non-saturating) or hinge (Miyato et "
                       "al. 2018)")
+    flags.DEFINE_bool("spectral_norm", False, "spectrally normalise D's weights (Miyato et al. "
+                      "2018), and so build D without batch norm, as they did")
     flags.DEFINE_list("augment", [], "differentiable augmentations of every image D sees "
                       f"(DiffAugment), some of {','.join(augment.POLICIES)}; default: none")
     flags.DEFINE_float("ada_target", None, "adapt how often each image is augmented (ADA): "

@@ -18,9 +18,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MATMUL_SIZE = 4096
 
 
-def celeba_models(kernel_size):
+def celeba_models(kernel_size, spectral_norm=False):
     keras.utils.set_random_seed(0)
-    arch = Architecture(64, 3, kernel_size=kernel_size)
+    arch = Architecture(64, 3, kernel_size=kernel_size, spectral_norm=spectral_norm)
     return Generator(arch), Discriminator(arch)
 
 
@@ -58,10 +58,12 @@ def flops_per_image(generator, discriminator):
     return d_update + g_update
 
 
-def step_window(kernel_size, batch_size, jit_compile=False):
+def step_window(kernel_size, batch_size, jit_compile=False, spectral_norm=False, **options):
     """The step as train.py runs it by default on a CPU (jit_compile=True: with XLA), one D and
-    one G update, input already in memory. Returns (window function, solver)."""
-    solver = Solver(*celeba_models(kernel_size), g_steps=1, jit_compile=jit_compile)
+    one G update, input already in memory; options: the Solver's, such as a policy of
+    augmentations. Returns (window function, solver)."""
+    solver = Solver(*celeba_models(kernel_size, spectral_norm), g_steps=1,
+                    jit_compile=jit_compile, **options)
     real = tf.random.uniform((batch_size, 64, 64, 3), -1.0, 1.0)
     return timed(lambda: solver.train_step(real)["g_loss"].numpy(), batch_size), solver
 

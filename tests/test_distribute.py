@@ -14,15 +14,25 @@ from solver import Solver
 ADA = {"policy": augment.POLICIES, "ada_target": 0.6}
 
 
-@pytest.mark.parametrize("levers", [{}, ADA], ids=["original", "augmented"])
-def test_two_replicas_give_what_one_device_gives_on_the_same_global_batch(real_batch, levers):
-    """With augmentation too: each replica augments its rows of the global batch as one device
-    augments them, and ADA's p moves the same."""
+@pytest.fixture(scope="module")
+def two_cpus():
+    """One strategy for the module: two in one process can give their collectives the same
+    instance keys."""
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+
+
+@pytest.mark.parametrize("spectral_norm, levers", [(False, {}), (True, ADA)],
+                         ids=["original", "levers"])
+def test_two_replicas_give_what_one_device_gives_on_the_same_global_batch(
+        real_batch, two_cpus, spectral_norm, levers):
+    """With the levers for few images too: each replica augments its rows of the global batch
+    as one device augments them, ADA's p moves the same, and so does spectral norm's u."""
     batches = tf.data.Dataset.from_tensors(real_batch).repeat()  # global batch of 8
-    one = Solver(*tiny_models(seed=0), seed=0, **levers)
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    one = Solver(*tiny_models(seed=0, spectral_norm=spectral_norm), seed=0, **levers)
+    strategy = two_cpus
     with strategy.scope():
-        two = Solver(*tiny_models(seed=0), seed=0, strategy=strategy, **levers)
+        two = Solver(*tiny_models(seed=0, spectral_norm=spectral_norm), seed=0,
+                     strategy=strategy, **levers)
     for solver in (one, two):
         solver.augment_p.assign(0.5 if levers else 1.0)
     assert strategy.num_replicas_in_sync == 2

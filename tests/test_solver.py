@@ -6,8 +6,9 @@ import tensorflow as tf
 
 import augment
 import config
-from conftest import assert_same_steps, snapshot, tiny_models
-from model import to_pixels
+from conftest import assert_same_steps, checkpoints, snapshot, tiny_models
+from model import layers_of, to_pixels
+from ops import SpectralNorm, batch_norm
 from solver import Solver, cross_entropy
 from training import loop
 from utils.files import image_grid
@@ -56,7 +57,13 @@ def test_train_step_is_one_d_update_then_g_steps_g_updates(real_batch, g_steps):
 
 LEVERS = {"augmented": {"policy": augment.POLICIES},
           "adaptive": {"policy": ("translation", "cutout"), "ada_target": 0.6},
-          "hinge": {"loss": "hinge"}, "TTUR": {"d_lr": 2e-4, "g_lr": 1e-4}}
+          "hinge": {"loss": "hinge"}, "TTUR": {"d_lr": 2e-4, "g_lr": 1e-4},
+          "spectral norm": {"spectral_norm": True}}
+
+
+def lever_solver(seed=0, spectral_norm=False, **options):
+    """A Solver of the tiny networks with the levers for few images (LEVERS) asked for."""
+    return Solver(*tiny_models(seed=seed, spectral_norm=spectral_norm), **options)
 
 
 @pytest.mark.parametrize("g_steps, levers", [(1, {}), (2, {}), *[(2, v) for v in LEVERS.values()]],
@@ -65,8 +72,8 @@ def test_the_fast_step_computes_the_originals_step(real_batch, g_steps, levers):
     """Same losses, weights and batch norm statistics (moved once per G forward pass of the
     original) as the original's step, which runs G forward again for the first G update; and
     so with each lever for few images, augmenting each image D sees the same way."""
-    original = Solver(*tiny_models(seed=0), g_steps=g_steps, **levers)
-    fast = Solver(*tiny_models(seed=0), g_steps=g_steps, **levers)
+    original = lever_solver(g_steps=g_steps, **levers)
+    fast = lever_solver(g_steps=g_steps, **levers)
     for solver in (original, fast):
         solver.augment_p.assign(0.5 if "ada_target" in levers else 1.0)
     assert_same_steps(original, original.original_step, fast, fast.fast_step, [real_batch] * 3)
@@ -120,6 +127,24 @@ def test_the_hinge_loss_is_mirrored_margins_for_d_and_the_raw_logit_for_g():
 def test_settings_that_do_not_go_together_are_refused(settings, says):
     with pytest.raises(config.ConfigError, match=re.escape(says)):
         Solver(*tiny_models(), **settings)
+
+
+def test_spectral_norm_keeps_each_layer_of_d_at_norm_1_and_is_checkpointed(real_batch, tmp_path):
+    """After training steps, each normalised kernel's largest singular value is 1 (the power
+    iteration has converged on the weights that move slowly), and u is in the checkpoint."""
+    solver = lever_solver(spectral_norm=True)
+    assert not layers_of(solver.discriminator, batch_norm)
+    for _ in range(20):
+        solver.train_step(real_batch)
+    normalised = layers_of(solver.discriminator, SpectralNorm)
+    assert len(normalised) == 3  # two convolutions and the logit's dense layer
+    for layer in normalised:
+        kernel = layer.normalised_kernel(training=False).numpy()
+        top = np.linalg.svd(kernel.reshape(-1, kernel.shape[-1]), compute_uv=False)[0]
+        assert abs(top - 1) < 0.02, layer.name
+    path = checkpoints(solver, tmp_path).save()
+    assert sum(name.startswith("discriminator/") and "/u/" in name
+               for name, _ in tf.train.list_variables(path)) == 3
 
 
 def test_watching_d_on_held_out_images_changes_nothing(solver, real_batch):

@@ -94,6 +94,12 @@ def test_mismatched_architecture_is_one_line_and_writes_nothing(tmp_path):
     (["--eval_every=-1"], "--eval_every must be 0 (no scores) or more"),
     (["--eval_samples=3"], "--eval_samples must be at least 4"),
     (["--ema_decay=1"], "--ema_decay: must be in [0, 1)"),
+    (["--d_lr=-1"], "--d_lr must be a positive number"),
+    (["--max_images=0"], "--max_images must be a positive number"),
+    (["--augment=flip"], "--augment: unknown augmentation 'flip'"),
+    (["--ada_target=0.6"], "--ada_target: adapts how often the augmentations are applied"),
+    (["--loss=hinge", "--label_smoothing=0.1"], "--label_smoothing: has no meaning under the hinge"),
+    (["--recipe=large"], "--recipe=large"),
 ])
 def test_bad_input_is_one_line_nonzero_and_writes_nothing(tmp_path, args, says):
     (tmp_path / "empty").mkdir()
@@ -165,10 +171,12 @@ def finish(processes, timeout=240):
     return [(p.returncode, *out) for p in processes for out in [p.communicate(timeout=timeout)]]
 
 
-def test_two_workers_train_as_one_process_and_only_the_chief_writes(tmp_path):
+@pytest.mark.parametrize("levers", [[], ["--augment=translation,cutout,color", "--loss=hinge"]],
+                         ids=["original", "levers"])
+def test_two_workers_train_as_one_process_and_only_the_chief_writes(tmp_path, levers):
     run = tmp_path / "workers"
     outputs = finish(start_workers(f"--out_dir={run}", "--max_steps=4", "--log_every=2",
-                                   "--sample_every=2", "--checkpoint_every=2"))
+                                   "--sample_every=2", "--checkpoint_every=2", *levers))
     assert [code for code, _, _ in outputs] == [0, 0], outputs
     (_, chief, _), (_, other, _) = outputs
     assert "2 replica(s)" in chief and "step 4/4" in chief and "step 4/4" not in other
@@ -176,7 +184,7 @@ def test_two_workers_train_as_one_process_and_only_the_chief_writes(tmp_path):
     assert sorted(os.listdir(run / "samples")) == ["step_0000002.png", "step_0000004.png"]
     assert checkpoint_value(tf.train.latest_checkpoint(str(run / "checkpoints")), "step") == 4
     # Two workers with 4 images each train as one process with all 8.
-    alone = train(*TINY, "--max_steps=4", "--log_every=4", f"--out_dir={tmp_path}/alone")
+    alone = train(*TINY, "--max_steps=4", "--log_every=4", f"--out_dir={tmp_path}/alone", *levers)
     np.testing.assert_allclose(step_4_numbers(chief), step_4_numbers(alone.stdout), atol=2e-3)
 
 
@@ -250,9 +258,11 @@ def test_a_run_directory_has_one_writer_and_a_dead_ones_lock_blocks_nothing(tmp_
     assert result.returncode == 0 and "Resuming from" in result.stdout, result.stderr
 
 
-def test_a_run_that_blows_up_stops_before_writing_a_non_finite_checkpoint(tmp_path):
+@pytest.mark.parametrize("levers", [[], ["--recipe=small_data", "--loss=hinge"]],
+                         ids=["original", "levers"])
+def test_a_run_that_blows_up_stops_before_writing_a_non_finite_checkpoint(tmp_path, levers):
     out = tmp_path / "run"
-    args = [*TINY, f"--out_dir={out}", "--log_every=2", "--checkpoint_every=2"]
+    args = [*TINY, f"--out_dir={out}", "--log_every=2", "--checkpoint_every=2", *levers]
     assert train(*args, "--max_steps=4").returncode == 0
     line = error_line(train(*args, "--max_steps=40", "--lr=1e30"), "train.py")
     assert line.startswith("train.py: error: --lr: training blew up by step 6 (d_loss nan")
@@ -351,6 +361,14 @@ def dataset_args(name, tmp_path):
     ("fake", [signal.SIGKILL], ["--strategy=mirrored"]),
     ("fake", [signal.SIGKILL], ["--ema_decay=0.9"]),
     ("mnist", [signal.SIGKILL], ["--conditional"]),
+    # The levers for few images: the recipe's (ADA, with --max_images' held-out images
+    # watched), spectral norm, the hinge loss, TTUR and the average; augmentation at every
+    # image, conditional; and across replicas.
+    ("mnist", [signal.SIGKILL], ["--recipe=small_data", "--max_images=1000", "--spectral_norm",
+                                 "--loss=hinge", "--d_lr=4e-4", "--g_lr=1e-4",
+                                 "--ema_decay=0.9"]),
+    ("mnist", [signal.SIGKILL], ["--conditional", "--augment=translation,cutout,color"]),
+    ("fake", [signal.SIGKILL], ["--strategy=mirrored", "--augment=translation,cutout,color"]),
 ])
 def test_a_stopped_and_resumed_run_ends_as_the_run_that_never_stopped(tmp_path, name, stops,
                                                                       options):
@@ -381,6 +399,25 @@ def test_a_stopped_and_resumed_run_ends_as_the_run_that_never_stopped(tmp_path, 
         np.testing.assert_array_equal(whole[key], resumed[key], err_msg=key)
     # TensorBoard's curves too: each step once, with the values of the run that never stopped.
     assert scalars(tmp_path / "stopped" / "logs") == scalars(tmp_path / "whole" / "logs")
+
+
+def test_a_recipe_is_said_first_recorded_and_overridden_by_the_flags_given(tmp_path):
+    """--recipe small_data sets its flags unless given; the run logs ADA's p, the gauge r_t and
+    D's outputs on the images --max_images leaves out, for every log line."""
+    out = tmp_path / "run"
+    result = train("--dataset=mnist", "--image_size=16", "--gf_dim=8", "--df_dim=8",
+                   "--batch_size=50", "--max_images=200", "--eval_every=0", "--max_steps=4",
+                   "--log_every=2", "--recipe=small_data", "--augment=cutout", f"--out_dir={out}")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0] == (
+        "Recipe small_data --augment cutout --ada_target 0.6.")
+    run_flags = json.loads((out / "flags.json").read_text())
+    assert run_flags["recipe"] == "small_data" and run_flags["augment"] == ["cutout"]
+    assert run_flags["ada_target"] == 0.6 and run_flags["max_images"] == 200
+    tags = events(out / "logs")
+    for tag in ["r_t", "augment_p", "held_out/r_t", "held_out/D(x)"]:
+        assert sorted(tags[tag]) == [2, 4], tag
+    assert "(held out " in result.stdout and " p 0.000" in result.stdout
 
 
 def test_kill_9_at_random_moments_never_leaves_a_run_that_cannot_resume(tmp_path):
