@@ -204,21 +204,29 @@ def arithmetic(generator, sample_dir, *, seed, a, b, c, noise=0.25, batch_size=2
     return [name + ".png", name + ".npy"]
 
 
-def run_images(run_dir, arch, split, count=None):
-    """The first count real images (default: all) of a split of the run's images, as its
-    flags.json asks for them, as uint8 pixels."""
+def run_data(run_dir, arch, split):
+    """The Data of a split of the run's images, as its flags.json asks for them."""
     request = dataclasses.replace(data.Request.from_flags(run_dir.read_flags()), split=split,
                                   image_size=arch.image_size, conditional=False)
-    return to_pixels(data.take(data.load(request, 100), count)).numpy()
+    return data.load(request, 100)
+
+
+def run_images(run_dir, arch, split, count=None):
+    """The first count real images (default: all) of a split of the run's images, as uint8
+    pixels."""
+    return to_pixels(data.take(run_data(run_dir, arch, split), count)).numpy()
 
 
 def neighbours(generator, run_dir, sample_dir, *, seed, k, features_flag, batch_size):
     """Samples beside their k nearest training images, in pixel space and in the feature space
-    of features_flag; and, when the run kept a test split out of its training, the distance of
-    each generated image to its nearest training image against a held-out real image's."""
+    of features_flag; and, when the run kept images out of its training (a test split, or the
+    images --max_images left out), the distance of each generated image to its nearest training
+    image against a held-out real image's."""
     split = data.Request.from_flags(run_dir.read_flags()).split
-    training = run_images(run_dir, generator.arch, split, NEIGHBOUR_SEARCH)
-    held_out = run_images(run_dir, generator.arch, "test") if split == "train" else None
+    images = run_data(run_dir, generator.arch, split)
+    training = to_pixels(data.take(images, NEIGHBOUR_SEARCH)).numpy()
+    held_out = (run_images(run_dir, generator.arch, "test") if split == "train" else
+                None if images.held_out is None else to_pixels(images.held_out[0]).numpy())
     count = min(NEIGHBOUR_SAMPLES, len(held_out) if held_out is not None else NEIGHBOUR_SAMPLES)
     y = evaluation.scored_labels(generator.arch, count)
     generated = generate(generator, draw_z(count, generator.arch.z_dim, seed), batch_size, y)
@@ -237,7 +245,8 @@ def neighbours(generator, run_dir, sample_dir, *, seed, k, features_flag, batch_
                               f"training images by pixels, then by {name} features)"]
     if held_out is None:
         return written + ["(the run kept no images out of its training to compare distances "
-                          "with: mnist and tfds runs keep a test split with --split train)"]
+                          "with: mnist and tfds runs keep a test split with --split train, and "
+                          "--max_images keeps the rest of any dataset)"]
     report = {"pixels": neighbours_lib.memorisation(generated, held_out, training),
               "features": neighbours_lib.memorisation(
                   vectors["generated"], features.vectors(held_out, network), vectors["training"]),

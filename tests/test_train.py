@@ -15,6 +15,7 @@ import pytest
 import tensorflow as tf
 from PIL import Image
 
+import data
 from conftest import ROOT, checkpoint_value, error_line, events, run_command, write_shards
 from metrics import features
 
@@ -418,6 +419,11 @@ def test_a_recipe_is_said_first_recorded_and_overridden_by_the_flags_given(tmp_p
     for tag in ["r_t", "augment_p", "held_out/r_t", "held_out/D(x)"]:
         assert sorted(tags[tag]) == [2, 4], tag
     assert "(held out " in result.stdout and " p 0.000" in result.stdout
+    # The images --max_images left out are what memorisation is measured against.
+    result = run_command("sample.py", f"--out_dir={out}", "--mode=neighbours")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((out / "generated" / "neighbours_seed0.json").read_text())
+    assert report["images"] == data.HELD_OUT and report["pixels"]["ratio"] > 0
 
 
 def test_kill_9_at_random_moments_never_leaves_a_run_that_cannot_resume(tmp_path):
