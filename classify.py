@@ -39,9 +39,11 @@ SAYS = {"dcgan": "DCGAN features (this run's D)", "random": "untrained D's featu
 
 
 def labelled(request, split):
-    """(images, labels) of one split of the run's images, every image once."""
-    return data.take(data.load(dataclasses.replace(request, conditional=True, split=split),
-                               probe.BATCH_SIZE))
+    """(images, labels) of one split of the run's images, every image once: the training
+    split as the run read it (only its --max_images, if it had that), the test split whole."""
+    return data.take(data.load(dataclasses.replace(
+        request, conditional=True, split=split,
+        max_images=request.max_images if split == "train" else None), probe.BATCH_SIZE))
 
 
 def labels_per_class():

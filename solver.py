@@ -1,5 +1,8 @@
 """The algorithm: z, the losses, the D and G updates, the tf.function train step, and the
-generator's moving average. What is done with it (the loop that logs, samples, scores and saves)
+generator's moving average. For few images (all off by default, the original's recipe): the
+hinge loss, each network's own learning rate, and the images D judges augmented (augment.py)
+with ADA's adaptive probability; and D judged on images it never trained on, to watch it
+overfit. What is done with it (the loop that logs, samples, scores and saves)
 is training/loop.py's.
 
 The step comes twice. original_step is the original's iteration, written out; fast_step computes

@@ -213,3 +213,11 @@ def test_a_tiny_run_on_the_train_split_probes_neighbours_and_filters(tmp_path):
     picture = tf.io.decode_png(tf.io.read_file(os.path.join(out, "generated",
                                                             "filters_step150_seed0.png")))
     assert picture.shape[0] == 4 * 28 and picture.shape[1] == 8 * 28
+
+
+def test_the_probe_of_a_max_images_run_labels_from_its_images_and_scores_on_the_whole_test():
+    import classify  # a command's module: its flags are defined only when it runs
+    request = data.Request("mnist", split="train", max_images=300)
+    train, train_labels = classify.labelled(request, "train")
+    test, _ = classify.labelled(request, "test")
+    assert len(train) == len(train_labels) == 300 and len(test) == 1000
