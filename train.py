@@ -242,8 +242,8 @@ def define_flags():
     flags.DEFINE_integer("crop", None, "folder and tfds: centred crop box side before resizing "
                          "(default: the largest centred square; 108 for CelebA faces, as prepro.py)")
     flags.DEFINE_enum("recipe", "original", list(config.RECIPES),
-                      "original: the original's settings; small_data: the settings measured "
-                      "best on a few hundred or thousand images (see README, 'Your own images'). "
+                      "original: the original's settings; small_data: augmentation with ADA, "
+                      "for a few hundred or thousand images (see README, 'Your own images'). "
                       "Flags given explicitly override the recipe's")
     flags.DEFINE_float("lr", config.LR, "Adam learning rate, both networks")
     flags.DEFINE_float("d_lr", None, "the discriminator's own learning rate (TTUR; "
