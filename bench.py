@@ -36,13 +36,12 @@ from utils import cli
 
 FLAGS = flags.FLAGS
 KERNELS = [(5, ""), (4, "_k4")]  # kernel size, suffix of its figures
-LEVERS = {  # --few_images: suffix -> the Solver's options (TTUR only sets two rates: no cost)
+LEVERS = {  # --few_images: suffix -> step_window's options (TTUR only sets two rates: no cost)
     "translation": {"policy": ("translation",)}, "cutout": {"policy": ("cutout",)},
     "color": {"policy": ("color",)},
     "ada": {"policy": ("translation", "cutout", "color"), "ada_target": 0.6},
-    "hinge": {"loss": "hinge"},
+    "hinge": {"loss": "hinge"}, "spectral_norm": {"spectral_norm": True},
 }
-SPECTRAL = "spectral_norm"  # --few_images: also the step of a spectrally normalised D
 
 
 def run():
@@ -64,8 +63,6 @@ def run():
         for name, options in LEVERS.items():
             windows[f"train_img_per_s_{name}"], _ = train_step.step_window(5, FLAGS.batch_size,
                                                                            **options)
-        windows[f"train_img_per_s_{SPECTRAL}"], _ = train_step.step_window(
-            5, FLAGS.batch_size, spectral_norm=True)
     z = solvers[5].sample_z(FLAGS.batch_size, 0)
     sample = tf.function(solvers[5].generator.sample)
     windows["sample_img_per_s"] = timing.timed(lambda: sample(z).numpy(), FLAGS.batch_size)
@@ -104,7 +101,7 @@ def report(results):
                   f"ours / PyTorch: {results['vs_torch' + suffix]:.2f}" if torch_ else "not installed")]
     if FLAGS.few_images:
         plain = results["train_img_per_s"]
-        for name in [*LEVERS, SPECTRAL]:
+        for name in LEVERS:
             rate = results[f"train_img_per_s_{name}"]
             rows += [(f"5x5 step with {name}", rate, f"x{rate / plain:.3f} of the step")]
     rows += [("sampler (inference mode)", results["sample_img_per_s"], ""),
