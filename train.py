@@ -140,6 +140,22 @@ def resumed_where(checkpoints, images):
     return f", with {now} (not {was}), from image {image:,} of {images.count:,} in epoch {epoch + 1}"
 
 
+def said(value):
+    """A flag's value as it is written on the command line."""
+    return (",".join(value) or "none") if isinstance(value, list) else value
+
+
+def changed_flags(run_dir, now):
+    """'--name value (was old)' for each flag that differs from the run's flags.json: a resumed
+    run learns with the flags it is given, so a dropped --recipe drops the recipe's levers."""
+    try:
+        was = run_dir.read_flags()
+    except config.ConfigError:  # a missing or damaged flags.json says nothing; the run writes it
+        return []
+    return [f"--{name} {said(value)} (was {said(was[name])})" for name, value in now.items()
+            if name in was and was[name] != value]
+
+
 def check():
     """The Run the flags ask for, built and checked without writing anything: the flags, the
     images, the networks, the checkpoint it resumes from (another architecture is refused) and
@@ -173,8 +189,13 @@ def check():
                                          position)
     resumed = checkpoints.restore()
     step = int(solver.step.numpy())
+    flag_values = {f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])}
+    flag_values["image_size"] = images.image_size  # flags.json has the size trained at
     if resumed:
         print(f"Resuming from {resumed} at step {step}{resumed_where(checkpoints, images)}.")
+        changed = changed_flags(checkpoints.run_dir, flag_values)
+        if changed:
+            print(f"Flags that differ from the run's flags.json: {', '.join(changed)}.")
     steps_per_epoch = images.count // FLAGS.batch_size
     max_steps = FLAGS.max_steps or (FLAGS.epochs or record.epochs) * steps_per_epoch
     if step >= max_steps:
@@ -197,10 +218,8 @@ def check():
         f"{count_params(generator):,} and discriminator {count_params(discriminator):,} "
         f"parameters; {strategy.num_replicas_in_sync} replica(s), {precision}, XLA "
         f"{'on' if jit_compile else 'off'}; training to step {max_steps}.")
-    flag_values = {f.name: f.value for f in FLAGS.get_flags_for_module(sys.modules[__name__])}
     return Run(solver, checkpoints, images, schedule, evaluator, description,
-               {**flag_values, "image_size": images.image_size,
-                "architecture": json.loads(arch.to_json())})
+               {**flag_values, "architecture": json.loads(arch.to_json())})
 
 
 def apply_recipe():
@@ -210,7 +229,6 @@ def apply_recipe():
     for name, value in recipe.items():
         if not FLAGS[name].present:
             FLAGS[name].value = value
-    said = lambda v: ",".join(v) if isinstance(v, list) else v
     return f"Recipe {FLAGS.recipe}" + "".join(
         f" --{name} {said(FLAGS[name].value)}" for name in recipe) + "."
 

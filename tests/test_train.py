@@ -419,6 +419,16 @@ def test_a_recipe_is_said_first_recorded_and_overridden_by_the_flags_given(tmp_p
     for tag in ["r_t", "augment_p", "held_out/r_t", "held_out/D(x)"]:
         assert sorted(tags[tag]) == [2, 4], tag
     assert "(held out " in result.stdout and " p 0.000" in result.stdout
+    # Resumed without the recipe, the run learns without its levers, and says so.
+    result = train("--dataset=mnist", "--image_size=16", "--gf_dim=8", "--df_dim=8",
+                   "--batch_size=50", "--max_images=200", "--eval_every=0", "--max_steps=6",
+                   "--log_every=2", f"--out_dir={out}")
+    assert result.returncode == 0, result.stderr
+    said = [line for line in result.stdout.splitlines() if "differ from the run's" in line]
+    assert said == ["Flags that differ from the run's flags.json: --max_steps 6 (was 4), "
+                    "--recipe original (was small_data), --augment none (was cutout), "
+                    "--ada_target None (was 0.6)."], result.stdout
+    assert json.loads((out / "flags.json").read_text())["recipe"] == "original"
     # The images --max_images left out are what memorisation is measured against.
     result = run_command("sample.py", f"--out_dir={out}", "--mode=neighbours")
     assert result.returncode == 0, result.stderr
