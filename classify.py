@@ -57,7 +57,8 @@ def labels_per_class():
 
 
 def read_run():
-    """The run's (discriminator, step, checkpoint path, Request of its images), checked."""
+    """The run's (discriminator, step, checkpoint path, Request of its images, weight
+    initialisation), checked."""
     if not FLAGS.out_dir:
         raise config.ConfigError("pass --out_dir: the run directory whose discriminator to probe")
     if FLAGS.draws < 1:
@@ -67,8 +68,9 @@ def read_run():
     if discriminator.arch.labels:
         raise config.ConfigError("this run's discriminator is conditional (it takes the labels "
                                  "it would be scored on): probe an unconditional run")
+    run_flags = run_dir.read_flags()
     try:
-        request = data.Request.from_flags(run_dir.read_flags())
+        request = data.Request.from_flags(run_flags)
     except (KeyError, TypeError, AttributeError) as e:
         raise config.ConfigError(f"{run_dir.flags_json} is damaged ({e!r})") from None
     if data.dataset(request.dataset).labels != "classes":
@@ -77,8 +79,9 @@ def read_run():
     if not data.dataset(request.dataset).splits:
         raise config.ConfigError(f"the run trained on {request.dataset}, which has no test split "
                                  "to score on: probe a run of mnist or tfds:NAME")
-    return discriminator, step, path, dataclasses.replace(
-        request, image_size=discriminator.arch.image_size)
+    return (discriminator, step, path,
+            dataclasses.replace(request, image_size=discriminator.arch.image_size),
+            run_flags.get("init", config.INIT))
 
 
 def probe_all(discriminator, train, train_labels, test, test_labels, counts, init):
@@ -111,7 +114,7 @@ def probe_all(discriminator, train, train_labels, test, test_labels, counts, ini
 def run():
     start = time.perf_counter()
     counts = labels_per_class()
-    discriminator, step, path, request = read_run()
+    discriminator, step, path, request, init = read_run()
     train, train_labels = labelled(request, "train")
     test, test_labels = labelled(request, "test")
     fewest = int(np.bincount(train_labels).min())
@@ -124,7 +127,6 @@ def run():
         print(f"Note: this run trained on {request.split or 'all'} of {request.dataset}, the "
               f"{len(test):,} test images among them; train with --split train to score on "
               "images the GAN never saw.")
-    init = run_dir.read_flags().get("init", config.INIT)
     results = probe_all(discriminator, train, train_labels, test, test_labels, counts, init)
     report = {"step": step, "checkpoint": path, "dataset": request.dataset,
               "train_split": request.split, "test_images": len(test),
