@@ -20,7 +20,7 @@ import tensorflow as tf
 POLICIES = ("translation", "cutout", "color")
 TRANSLATION = 0.125  # the largest shift, a share of the side
 CUTOUT = 0.5  # the square's side, a share of the image's
-ADA_IMAGES = 500_000  # ADA's speed: p can go from 0 to 1 in this many real images
+ADA_KIMG = 500  # ADA's speed: p can go from 0 to 1 in this many thousand real images
 ADA_TARGET = 0.6  # ADA's target for r_t = E[sign(D(x_real))]
 
 
@@ -117,7 +117,7 @@ def augment(images, policy, seed, p=None, first=0, total=None):
     return images
 
 
-def adjust(p, r_t, target, images):
+def adjust(p, r_t, target, images, kimg=ADA_KIMG):
     """ADA's step: p moves up when D is overconfident on real images (r_t above target), down
-    when not, by images / ADA_IMAGES, within [0, 1]."""
-    return tf.clip_by_value(p + tf.sign(r_t - target) * images / ADA_IMAGES, 0.0, 1.0)
+    when not, by images / (kimg * 1000), within [0, 1]."""
+    return tf.clip_by_value(p + tf.sign(r_t - target) * images / (kimg * 1000.0), 0.0, 1.0)

@@ -69,13 +69,14 @@ class Solver:
                  g_steps=config.G_STEPS, label_smoothing=config.LABEL_SMOOTHING,
                  two_sided_smoothing=False, seed=0, ema_decay=0.0, strategy=None,
                  jit_compile=False, d_lr=None, g_lr=None, loss="cross_entropy", policy=(),
-                 ada_target=None):
+                 ada_target=None, ada_kimg=None):
         """ema_decay: keep generator_ema, a moving average of the generator (0: none).
         strategy: the tf.distribute strategy the networks were built under (default: none).
         d_lr, g_lr: each network's own learning rate (TTUR, Heusel et al. 2017; None: lr).
         loss: "cross_entropy" (the original's) or "hinge". policy: the augmentations of the
         images D sees (augment.POLICIES), each applied with probability p, which ada_target
-        adapts (ADA) when given and is 1 when not."""
+        adapts (ADA) when given and is 1 when not, moving it from 0 to 1 in ada_kimg thousand
+        real images at the fastest (None: ADA's augment.ADA_KIMG)."""
         if g_steps < 1:  # the step's first G update always runs
             raise config.ConfigError(f"must be 1 or more, not {g_steps}", "g_steps")
         if not 0 <= ema_decay < 1:
@@ -95,9 +96,15 @@ class Solver:
                                      "them with --augment too", "ada_target")
         if ada_target is not None and not 0 < ada_target < 1:
             raise config.ConfigError(f"must be in (0, 1), not {ada_target}", "ada_target")
+        if ada_kimg is not None and ada_target is None:
+            raise config.ConfigError("sets how fast ADA adapts: turn ADA on with --ada_target "
+                                     "too", "ada_kimg")
+        if ada_kimg is not None and not ada_kimg > 0:
+            raise config.ConfigError(f"must be above 0, not {ada_kimg}", "ada_kimg")
         self.d_lr, self.g_lr = d_lr or lr, g_lr or lr
         self.g_steps, self.loss = g_steps, loss
         self.policy, self.ada_target = augment.check_policy(policy), ada_target
+        self.ada_kimg = augment.ADA_KIMG if ada_kimg is None else ada_kimg
         self.strategy = strategy or tf.distribute.get_strategy()
         # Label smoothing (Salimans et al. 2016): real targets 1 - s; the two-sided form also
         # lifts the fake targets from 0 to s. The generator's own target stays 1.
@@ -251,7 +258,8 @@ class Solver:
         if self.ada_target is not None:
             self.augment_p.assign(augment.adjust(self.augment_p, metrics["r_t"],
                                                  self.ada_target, tf.cast(batch, tf.float32)
-                                                 * self.strategy.num_replicas_in_sync))
+                                                 * self.strategy.num_replicas_in_sync,
+                                                 self.ada_kimg))
         if self.generator_ema is not None:
             self.update_ema()
         self.step.assign_add(1)

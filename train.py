@@ -182,7 +182,7 @@ def check():
                     two_sided_smoothing=FLAGS.two_sided_smoothing, seed=FLAGS.seed,
                     ema_decay=FLAGS.ema_decay, strategy=strategy, jit_compile=jit_compile,
                     d_lr=FLAGS.d_lr, g_lr=FLAGS.g_lr, loss=FLAGS.loss, policy=policy,
-                    ada_target=FLAGS.ada_target)
+                    ada_target=FLAGS.ada_target, ada_kimg=FLAGS.ada_kimg)
     out_dir = FLAGS.out_dir or os.path.join("runs", FLAGS.dataset.replace(":", "_"))
     position = checkpoint.Position(FLAGS.dataset, images.count, FLAGS.batch_size, FLAGS.g_steps)
     checkpoints = checkpoint.Checkpoints(solver, RunDir(out_dir), loop.is_chief(strategy),
@@ -277,6 +277,8 @@ def define_flags():
     flags.DEFINE_float("ada_target", None, "adapt how often each image is augmented (ADA): "
                        f"more when r_t = E[sign(D(real))] is above this ({augment.ADA_TARGET} "
                        "in ADA), less when below; default: always")
+    flags.DEFINE_float("ada_kimg", None, "ADA's speed: p can go from 0 to 1 in this many "
+                       f"thousand real images (default: {augment.ADA_KIMG}, ADA's)")
     flags.DEFINE_float("beta1", config.BETA1, "Adam beta1, both networks")
     flags.DEFINE_integer("z_dim", config.Z_DIM, "size of z ~ U(-1, 1)")
     flags.DEFINE_integer("g_steps", config.G_STEPS, "generator updates per discriminator update "

@@ -104,9 +104,10 @@ def test_unknown_policy_is_refused_and_the_order_is_fixed():
         augment.check_policy(["flip"])
 
 
-@pytest.mark.parametrize("r_t, expected", [(0.9, 0.3 + 0.002), (0.1, 0.3 - 0.002)])
-def test_ada_moves_p_by_the_images_seen_towards_the_target(r_t, expected):
-    p = augment.adjust(tf.constant(0.3), tf.constant(r_t), 0.6, 1000.0)
+@pytest.mark.parametrize("r_t, kimg, expected", [(0.9, 500, 0.3 + 0.002), (0.1, 500, 0.3 - 0.002),
+                                                 (0.9, 100, 0.3 + 0.01)])
+def test_ada_moves_p_by_the_images_seen_towards_the_target(r_t, kimg, expected):
+    p = augment.adjust(tf.constant(0.3), tf.constant(r_t), 0.6, 1000.0, kimg)
     np.testing.assert_allclose(float(p), expected, rtol=1e-6)
     assert float(augment.adjust(tf.constant(0.0), tf.constant(0.1), 0.6, 1000.0)) == 0.0
     assert float(augment.adjust(tf.constant(1.0), tf.constant(0.9), 0.6, 1000.0)) == 1.0

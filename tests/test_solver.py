@@ -92,6 +92,21 @@ def test_d_sees_augmented_images_in_both_updates_and_g_gets_their_gradient(real_
         assert not np.array_equal(x, y), x.path
 
 
+@pytest.mark.parametrize("ada_kimg", [None, 2])
+def test_ada_moves_p_after_each_step_by_the_images_over_its_speed(real_batch, ada_kimg):
+    """After a step p has moved by the step's real images over ada_kimg thousand (ADA's 500 by
+    default), up if the step's r_t was above the target, down if below."""
+    solver = lever_solver(policy=("translation",), ada_target=0.6, ada_kimg=ada_kimg)
+    solver.augment_p.assign(0.5)
+    metrics = solver.train_step(real_batch)
+    moved = float(solver.augment_p) - 0.5
+    assert float(metrics["augment_p"]) == 0.5  # the step itself used p as it was
+    assert np.sign(moved) == np.sign(float(metrics["r_t"]) - 0.6) != 0
+    # p is float32: a move of 8 / 500,000 from 0.5 is good to about 0.4%.
+    np.testing.assert_allclose(abs(moved), len(real_batch) / ((ada_kimg or 500) * 1000),
+                               rtol=1e-2)
+
+
 def test_each_network_takes_its_own_learning_rate():
     """TTUR: D's update is the one of a run with D's rate (it comes first), and Adam's first
     step moves each weight by about its network's rate."""
@@ -123,6 +138,8 @@ def test_the_hinge_loss_is_mirrored_margins_for_d_and_the_raw_logit_for_g():
     ({"loss": "wasserstein"}, "loss: must be one of cross_entropy, hinge"),
     ({"ada_target": 0.6}, "ada_target: adapts how often the augmentations are applied"),
     ({"policy": ("cutout",), "ada_target": 1.5}, "ada_target: must be in (0, 1)"),
+    ({"policy": ("cutout",), "ada_kimg": 100}, "ada_kimg: sets how fast ADA adapts"),
+    ({"policy": ("cutout",), "ada_target": 0.6, "ada_kimg": 0}, "ada_kimg: must be above 0"),
 ])
 def test_settings_that_do_not_go_together_are_refused(settings, says):
     with pytest.raises(config.ConfigError, match=re.escape(says)):

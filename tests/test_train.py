@@ -99,6 +99,7 @@ def test_mismatched_architecture_is_one_line_and_writes_nothing(tmp_path):
     (["--max_images=0"], "--max_images must be a positive number"),
     (["--augment=flip"], "--augment: unknown augmentation 'flip'"),
     (["--ada_target=0.6"], "--ada_target: adapts how often the augmentations are applied"),
+    (["--recipe=small_data", "--ada_kimg=0"], "--ada_kimg: must be above 0"),
     (["--loss=hinge", "--label_smoothing=0.1"], "--label_smoothing: has no meaning under the hinge"),
     (["--recipe=large"], "--recipe=large"),
 ])
